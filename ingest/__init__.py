@@ -1,0 +1,1 @@
+"""Ingest: articles -> cleaned text -> sentence-aware chunks -> embeddings -> Chroma (+ BM25)."""

@@ -1,0 +1,99 @@
+"""Text cleaning that keeps text quotable.
+
+``normalize`` fixes Unicode and whitespace without rewriting what a reader would quote: curly
+quotes, dashes and accents stay as published; only invisible differences (NFC composition,
+non-breaking and zero-width spaces, stray control characters, runs of spaces, trailing blanks and
+excess blank lines) are folded.
+
+``strip_boilerplate`` removes publisher furniture (donation appeals, newsletter prompts,
+copyright lines) by two documented mechanisms:
+
+1. Patterns declared by the source, in the document's front matter::
+
+       boilerplate:
+         - "Unlike many news and information platforms"
+
+   Each entry is a literal prefix (case-insensitive) or, when written ``re:...``, a regular
+   expression. A paragraph that matches is removed; if it is in the last third of the document,
+   everything after it is removed too (footers run to the end).
+2. A detector for trailing appeals: paragraphs at the end of a document that read like a footer
+   (support/donate/contribute/subscribe/paywall/newsletter/copyright/"thank you" phrasing, or a
+   short line following such a paragraph) are removed, from the end backwards.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Iterable
+
+_SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+FOOTER_CUES = re.compile(
+    r"(\bdonate\b|make a donation|you can contribute|contribute (here|now|today)|"
+    r"support (us|our work|our journalism|independent journalism)|your support|\bsubscribe\b|"
+    r"subscription|paywall|free to read|newsletter|sign up for|follow us|all rights reserved|"
+    r"copyright ©|©|thank you for reading|independent journalism|share this (article|story))",
+    re.IGNORECASE,
+)
+# A trailing paragraph this short right after a footer paragraph is taken as part of the footer.
+_SHORT_TAIL_WORDS = 12
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFC", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = _INVISIBLE.sub("", text)
+    text = _CONTROL.sub("", text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    text = "\n".join(lines)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def paragraphs(text: str) -> list[str]:
+    return [p for p in text.split("\n\n") if p.strip()]
+
+
+def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
+    out = []
+    for p in patterns:
+        p = str(p)
+        if p.startswith("re:"):
+            out.append(re.compile(p[3:], re.IGNORECASE))
+        else:
+            out.append(re.compile(re.escape(normalize(p)), re.IGNORECASE))
+    return out
+
+
+def kept_paragraphs(paras: list[str], patterns: Iterable[str] = ()) -> list[int]:
+    """Indices of the paragraphs that are not boilerplate (declared patterns, then a trailing footer)."""
+    compiled = _compile(patterns)
+    kept: list[int] = []
+    for i, para in enumerate(paras):
+        if compiled and any(rx.search(para) for rx in compiled):
+            if i >= len(paras) * 2 / 3:
+                break  # a footer: drop it and everything after it
+            continue
+        kept.append(i)
+    # Trailing footer detector, from the end backwards; never strips the first paragraph.
+    while len(kept) > 1:
+        para, previous = paras[kept[-1]], paras[kept[-2]]
+        caption_after_footer = len(para.split()) <= _SHORT_TAIL_WORDS and bool(FOOTER_CUES.search(previous))
+        if FOOTER_CUES.search(para) or caption_after_footer:
+            kept.pop()
+        else:
+            break
+    return kept
+
+
+def strip_boilerplate(text: str, patterns: Iterable[str] = ()) -> str:
+    """Return ``text`` without declared boilerplate and without a trailing footer/appeal."""
+    paras = paragraphs(text)
+    return "\n\n".join(paras[i] for i in kept_paragraphs(paras, patterns))
+
+
+def clean(text: str, boilerplate: Iterable[str] = ()) -> str:
+    return strip_boilerplate(normalize(text), boilerplate)

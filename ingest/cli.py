@@ -1,0 +1,91 @@
+"""`python -m ingest` — the command-line edge: parse arguments, run, turn errors into messages."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ingest.loaders import SUPPORTED_EXTENSIONS
+from ingest.settings import DEFAULT_CORPUS, DEFAULT_INDEX, Settings
+from ingest.types import IngestError, IngestReport
+
+EPILOG = f"""\
+Formats: {', '.join(SUPPORTED_EXTENSIONS)} (Markdown/text may start with YAML front matter).
+
+Re-running is incremental: unchanged files are skipped without loading the model, changed files
+replace their old chunks, and files deleted from a scanned folder are removed from the index.
+An interrupted run is repaired by running again.
+
+Environment:
+  QA_INDEX_DIR      index folder (default: {DEFAULT_INDEX})
+  QA_CHROMA_URL     use a Chroma server instead, e.g. http://127.0.0.1:8000 (`chroma run`)
+  QA_CHUNK_SIZE     chunk size in characters (default 600)
+  QA_CHUNK_OVERLAP  overlap in characters of whole sentences (default 150)
+  QA_EMBED_BACKEND  torch (default) or onnx
+
+Exit status: 0 all files ingested or unchanged, 1 some files failed, 2 usage error.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Turn a folder of articles into a persistent, citable search index (Chroma + BM25).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help=f"files or folders to ingest (default: {DEFAULT_CORPUS})")
+    parser.add_argument("--index", type=Path, metavar="DIR", help="index folder (overrides QA_INDEX_DIR)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="delete the index and build it again from PATH (needed after changing model or chunking)")
+    parser.add_argument("--chunk-size", type=int, metavar="N", help="chunk size in characters")
+    parser.add_argument("--chunk-overlap", type=int, metavar="N", help="overlap between chunks in characters")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON summary object as the last line of stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ingest.pipeline import Ingestor
+
+    try:
+        settings = Settings.from_env(
+            index_dir=args.index, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap
+        )
+        paths = args.paths or [DEFAULT_CORPUS]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise IngestError(f"{missing[0]} does not exist (give a file or a folder of articles).")
+        report = Ingestor(settings, progress=not args.quiet).run(paths, rebuild=args.rebuild)
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted. Run the same command again to finish: the index is repaired on the next run.",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print(summary(report, settings))
+    return 1 if report.failed else 0
+
+
+def summary(report: IngestReport, settings: Settings) -> str:
+    where = settings.chroma_url or settings.index_dir
+    lines = [
+        f"Index {where}: {report.documents} document(s), {report.chunks} chunk(s).",
+        f"This run: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.removed} removed, {len(report.failed)} failed; {report.embedded_chunks} chunk(s) embedded "
+        f"in {report.seconds:.1f} s.",
+    ]
+    for dup in report.duplicates:
+        lines.append(f"  duplicate: {dup['path']} has the same text as {dup['same_as']} (indexed once)")
+    for failure in report.failed:
+        lines.append(f"  failed: {failure.path}: {failure.reason}")
+    return "\n".join(lines)

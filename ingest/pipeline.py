@@ -1,0 +1,290 @@
+"""files -> SourceDoc -> Chunk -> vectors -> store, incrementally and safely.
+
+How a run decides what to do, per file path (``PATH`` arguments are files or folders, scanned
+recursively; hidden files are skipped):
+
+- *unchanged*: the path is recorded with the same file hash -> nothing is read or embedded.
+- *added*: a new path with new content -> chunked, embedded, stored.
+- *updated*: a recorded path whose content changed -> the new version is stored first, then the
+  old document is deleted (if no other path still holds it).
+- *removed*: a recorded path inside one of the scanned folders that no longer exists -> its
+  document is deleted with its chunks (if no other path still holds it). Files outside the
+  scanned folders are never touched: removing a folder's documents means re-running ingest on
+  that folder after deleting the files (or ``--rebuild``).
+- the same content under two names is stored once; the second path is reported as a duplicate.
+- a file that fails to load is reported and, if an older version was ingested, that version is kept.
+
+Crash safety: new documents are written ``pending`` before their chunks and marked ``complete``
+when their last chunk is stored; each run starts by deleting ``pending`` documents and their chunks.
+Deletions remove chunks before the document row. So any interrupted run is repaired by re-running.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ingest import lexical
+from ingest.chunking import chunk_text
+from ingest.documents import build_document
+from ingest.embed import Embedder, SentenceTransformerEmbedder
+from ingest.settings import Settings
+from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore
+from ingest.types import BadFile, Chunk, FileFailure, IngestError, IngestReport
+
+ProgressFactory = Callable[..., object]
+EMBED_GROUP = 512  # chunks per encode call: large enough for length-sorting to cut padding
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def scan(paths: Sequence[Path]) -> list[Path]:
+    """Every non-hidden file under ``paths`` (files are taken as given), sorted, resolved."""
+    found: list[Path] = []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise IngestError(f"{root} does not exist.")
+        if root.is_file():
+            found.append(root.resolve())
+            continue
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root)
+            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+                found.append(p.resolve())
+    return sorted(set(found))
+
+
+@dataclass
+class _Pending:
+    record: DocRecord
+    chunks: list[Chunk]
+
+
+class Ingestor:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        store: IndexStore | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or SentenceTransformerEmbedder(settings.embed_batch_size, settings.embed_backend)
+        self.store = store or IndexStore(settings, self.embedder.model_id, self.embedder.dimension)
+        self.progress = progress
+
+    # ------------------------------------------------------------------ public
+    def run(self, paths: Sequence[Path], rebuild: bool = False) -> IngestReport:
+        started = time.perf_counter()
+        files = scan(paths)  # raises IngestError before anything is touched
+        roots = [Path(p).resolve() for p in paths if Path(p).is_dir()]
+        if rebuild:
+            self.store.drop()
+        self.store.open(create=True)
+        report = IngestReport(files=len(files))
+        changed = self._recover()
+        changed |= self._ingest_files(files, roots, report)
+        self._finish(report, changed, started)
+        return report
+
+    def delete_document(self, doc_id: str) -> bool:
+        """Delete one document and its chunks (the library's delete button)."""
+        if self.store.get_document(doc_id) is None:
+            return False
+        self.store.delete_documents([doc_id])
+        lexical.rebuild(self.store)
+        return True
+
+    # ---------------------------------------------------------------- internals
+    def _recover(self) -> bool:
+        pending = [r.doc_id for r in self.store.list_documents() if r.status != COMPLETE]
+        if pending:
+            self._say(f"Repairing {len(pending)} document(s) left unfinished by an interrupted run.")
+            self.store.delete_documents(pending)
+        return bool(pending)
+
+    def _ingest_files(self, files: list[Path], roots: list[Path], report: IngestReport) -> bool:
+        records = {r.doc_id: r for r in self.store.list_documents()}
+        holders: dict[str, list[DocRecord]] = {}
+        for r in records.values():
+            for p in r.paths:
+                holders.setdefault(p, []).append(r)
+        new_docs: dict[str, _Pending] = {}
+        touched: dict[str, DocRecord] = {}  # records whose metadata (paths) changed
+        seen_paths: set[str] = set()
+
+        def detach(path: str, keep: str | None = None) -> None:
+            for r in holders.get(path, []):
+                if r.doc_id != keep and path in r.paths:
+                    i = r.paths.index(path)
+                    del r.paths[i]
+                    del r.hashes[i : i + 1]
+                    touched[r.doc_id] = r
+
+        for path in files:
+            key = str(path)
+            seen_paths.add(key)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                report.failed.append(FileFailure(key, f"cannot read file: {exc.strerror or exc}"))
+                continue
+            digest = file_hash(data)
+            known = holders.get(key, [])
+            same = [r for r in known if r.hashes[r.paths.index(key)] == digest] if known else []
+            if same:
+                report.unchanged += 1
+                detach(key, keep=same[0].doc_id)  # heal a path left on two records by a crash
+                continue
+            try:
+                doc = build_document(path, data)
+            except BadFile as exc:
+                report.failed.append(FileFailure(key, str(exc)))
+                continue
+            was_known = bool(known)
+            detach(key, keep=doc.doc_id)
+            target = records.get(doc.doc_id) or (new_docs[doc.doc_id].record if doc.doc_id in new_docs else None)
+            if target is not None:
+                if key in target.paths:  # same text, file bytes changed (e.g. front matter)
+                    target.hashes[target.paths.index(key)] = digest
+                    changed_meta = target.title != doc.title or target.meta != doc.meta
+                    target.title, target.meta = doc.title, dict(doc.meta)
+                    if changed_meta:
+                        report.updated += 1
+                    else:
+                        report.unchanged += 1
+                else:
+                    report.duplicates.append({"path": key, "same_as": target.paths[0] if target.paths else ""})
+                    target.paths.append(key)
+                    target.hashes.append(digest)
+                    if was_known:
+                        report.updated += 1
+                    else:
+                        report.unchanged += 1
+                if target.doc_id in records:
+                    touched[target.doc_id] = target
+                continue
+            chunks = chunk_text(doc.doc_id, doc.text, self.settings.chunk_size, self.settings.chunk_overlap)
+            record = DocRecord(
+                doc_id=doc.doc_id, title=doc.title, meta=dict(doc.meta), paths=[key], hashes=[digest],
+                status=PENDING, n_chunks=len(chunks), pages=doc.pages, text=doc.text,
+            )
+            new_docs[doc.doc_id] = _Pending(record, chunks)
+            if was_known:
+                report.updated += 1
+            else:
+                report.added += 1
+
+        # Paths recorded inside a scanned folder that are gone from disk.
+        failed = {f.path for f in report.failed}
+        for path, rs in holders.items():
+            if path in seen_paths or path in failed:
+                continue
+            if any(_inside(Path(path), root) for root in roots) and not Path(path).exists():
+                detach(path)
+                report.removed += 1
+
+        self._write_new(list(new_docs.values()))
+        orphans = [r.doc_id for r in touched.values() if not r.paths]
+        survivors = [r for r in touched.values() if r.paths]
+        if survivors:
+            self.store.update_documents(survivors)
+            chunk_updates = [r for r in survivors if r.doc_id in records]
+            self._refresh_chunk_titles(chunk_updates)
+        if orphans:
+            self.store.delete_documents(orphans)
+        return bool(new_docs or orphans or survivors)
+
+    def _refresh_chunk_titles(self, records: Iterable[DocRecord]) -> None:
+        for r in records:
+            res = self.store.chunks.get(where={"doc_id": r.doc_id}, include=["metadatas"])
+            stale = [(cid, m) for cid, m in zip(res["ids"], res["metadatas"]) if m.get("title") != r.title]
+            if stale:
+                self.store.chunks.update(
+                    ids=[cid for cid, _ in stale], metadatas=[{**m, "title": r.title} for _, m in stale]
+                )
+
+    def _write_new(self, new_docs: list[_Pending]) -> None:
+        if not new_docs:
+            return
+        self.store.put_documents([p.record for p in new_docs])  # pending: the repair marker
+        remaining = {p.record.doc_id: p.record.n_chunks for p in new_docs}
+        by_id = {p.record.doc_id: p.record for p in new_docs}
+        items = [(c, p.record) for p in new_docs for c in p.chunks]
+        items.sort(key=lambda it: len(it[0].text), reverse=True)  # similar lengths batch with less padding
+        empty = [d for d, n in remaining.items() if n == 0]
+        bar = self._bar(total=len(items))
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-writer")
+        inflight: Future | None = None
+        try:
+            for i in range(0, len(items), EMBED_GROUP):
+                group = items[i : i + EMBED_GROUP]
+                vectors = self.embedder.embed_documents([c.text for c, _ in group])
+                if inflight is not None:
+                    inflight.result()
+                inflight = writer.submit(self._write_group, group, vectors, remaining, by_id)
+                if bar is not None:
+                    bar.update(len(group))
+            if inflight is not None:
+                inflight.result()
+        finally:
+            writer.shutdown(wait=True)
+            if bar is not None:
+                bar.close()
+        if empty:
+            self._complete([by_id[d] for d in empty])
+        self.embedded = len(items)
+
+    def _write_group(self, group, vectors, remaining: dict[str, int], by_id: dict[str, DocRecord]) -> None:
+        self.store.upsert_chunks(group, vectors)
+        done = []
+        for chunk, record in group:
+            remaining[record.doc_id] -= 1
+            if remaining[record.doc_id] == 0:
+                done.append(by_id[record.doc_id])
+        if done:
+            self._complete(done)
+
+    def _complete(self, records: list[DocRecord]) -> None:
+        finished = [replace(r, status=COMPLETE, text=None) for r in records]
+        self.store.update_documents(finished)
+
+    def _finish(self, report: IngestReport, changed: bool, started: float) -> None:
+        token = self.store.state_token()
+        current = lexical.LexicalIndex.load(self.store.lexical_dir())
+        if changed or current is None or current.token != token:
+            self._say("Updating the keyword (BM25) index…")
+            lexical.rebuild(self.store)
+        report.embedded_chunks = getattr(self, "embedded", 0)
+        self.embedded = 0
+        report.documents = sum(1 for r in self.store.list_documents() if r.status == COMPLETE)
+        report.chunks = self.store.count_chunks()
+        report.seconds = time.perf_counter() - started
+
+    # ------------------------------------------------------------------- output
+    def _bar(self, total: int):
+        if not self.progress or total == 0:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="chunk", desc="Embedding", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    def _say(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+

@@ -1,0 +1,79 @@
+"""One settings object, built once at the entry point (CLI or app) and passed down.
+
+Nothing here reads the environment at import time: call ``Settings.from_env()``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from ingest.types import IngestError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = PROJECT_DIR / "corpus"
+DEFAULT_INDEX = PROJECT_DIR / ".index"
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = DEFAULT_INDEX
+    chroma_url: str | None = None
+    collection: str = "qa"
+    chunk_size: int = 600  # characters
+    chunk_overlap: int = 150  # characters of whole sentences repeated from the previous chunk
+    embed_batch_size: int = 64
+    embed_backend: str = "torch"  # "torch" or "onnx" (see benchmarks/RESULTS.md)
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_chunking(self.chunk_size, self.chunk_overlap)
+        if self.embed_batch_size < 1:
+            raise IngestError(f"embed_batch_size must be at least 1 (got {self.embed_batch_size}).")
+        if self.embed_backend not in ("torch", "onnx"):
+            raise IngestError(f"embed_backend must be 'torch' or 'onnx' (got {self.embed_backend!r}).")
+        if self.chroma_url is not None and not self.chroma_url.startswith(("http://", "https://")):
+            raise IngestError(f"QA_CHROMA_URL must look like http://host:port (got {self.chroma_url!r}).")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict = {}
+        if env.get("QA_INDEX_DIR"):
+            values["index_dir"] = Path(env["QA_INDEX_DIR"]).expanduser()
+        if env.get("QA_CHROMA_URL"):
+            values["chroma_url"] = env["QA_CHROMA_URL"].rstrip("/")
+        if env.get("QA_COLLECTION"):
+            values["collection"] = env["QA_COLLECTION"]
+        for key, name in (("QA_CHUNK_SIZE", "chunk_size"), ("QA_CHUNK_OVERLAP", "chunk_overlap")):
+            if env.get(key):
+                values[name] = _int(key, env[key])
+        if env.get("QA_EMBED_BACKEND"):
+            values["embed_backend"] = env["QA_EMBED_BACKEND"]
+        values["extra"] = {k: v for k, v in env.items() if k.startswith("QA_")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "index_dir" in values:
+            values["index_dir"] = Path(values["index_dir"]).expanduser()
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+
+def check_chunking(chunk_size: int, chunk_overlap: int) -> None:
+    if not isinstance(chunk_size, int) or chunk_size < 50:
+        raise IngestError(f"chunk_size must be an integer of at least 50 characters (got {chunk_size!r}).")
+    if not isinstance(chunk_overlap, int) or chunk_overlap < 0:
+        raise IngestError(f"chunk_overlap must be a non-negative integer (got {chunk_overlap!r}).")
+    if chunk_overlap >= chunk_size:
+        raise IngestError(
+            f"chunk_overlap must be less than chunk_size (got overlap {chunk_overlap}, size {chunk_size})."
+        )
+
+
+def _int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise IngestError(f"{name} must be an integer (got {value!r}).") from None

@@ -1,0 +1,352 @@
+"""The index: two Chroma collections, one for chunks (with vectors) and one for whole documents.
+
+- ``<name>_chunks``: one row per chunk; vector, text, and metadata ``doc_id, title, start, end,
+  sents`` (sentence spans relative to the chunk start), ``source``, ``published``, pages.
+- ``<name>_docs``: one row per document; the full cleaned text and its metadata, the file paths it
+  came from and their content hashes, and a ``status``. A document is written ``pending`` before
+  its chunks and marked ``complete`` after the last one, so an interrupted run leaves only
+  ``pending`` rows, which the next run deletes (with their chunks) and redoes.
+
+The embedding model and chunking settings are recorded in the chunk collection's metadata;
+opening an index built differently is an ``IngestError`` that says how to rebuild.
+
+Chroma's "distance" is converted to a similarity (``1 - cosine distance``) here and only here.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ingest.settings import Settings
+from ingest.types import Chunk, IngestError, SourceDoc
+
+INDEX_FORMAT = 1
+PENDING, COMPLETE = "pending", "complete"
+
+
+@dataclass
+class DocRecord:
+    doc_id: str
+    title: str
+    meta: dict[str, Any]
+    paths: list[str]
+    hashes: list[str]
+    status: str
+    n_chunks: int
+    pages: tuple[int, ...] = ()
+    text: str | None = None
+
+    def to_source_doc(self) -> SourceDoc:
+        return SourceDoc(self.doc_id, self.title, self.text or "", dict(self.meta), self.pages)
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    chunk: Chunk
+    title: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    score: float = 0.0
+
+
+def _client(settings: Settings):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1", port=url.port or 8000, ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except Exception as exc:
+            raise IngestError(f"cannot reach the Chroma server at {settings.chroma_url} ({exc}).") from None
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+
+
+def published_day(value: Any) -> int | None:
+    """'2023-05-02' -> 20230502 (for range filters); None when unknown."""
+    if not value:
+        return None
+    digits = "".join(ch for ch in str(value)[:10] if ch.isdigit())
+    if len(digits) == 8:
+        return int(digits)
+    if len(digits) == 4:
+        return int(digits) * 10000 + 101
+    return None
+
+
+class IndexStore:
+    def __init__(self, settings: Settings, model_id: str, dimension: int, backend: str = "torch") -> None:
+        self.settings = settings
+        self.model_id = model_id
+        self.dimension = dimension
+        self.backend = backend
+        self._client = None
+        self._chunks = None
+        self._docs = None
+
+    # ----------------------------------------------------------------- opening
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "embedding_model": self.model_id,
+            "dimension": self.dimension,
+            "chunk_size": self.settings.chunk_size,
+            "chunk_overlap": self.settings.chunk_overlap,
+            "index_format": INDEX_FORMAT,
+        }
+
+    @property
+    def location(self) -> str:
+        return self.settings.chroma_url or str(self.settings.index_dir)
+
+    def _names(self) -> tuple[str, str]:
+        return f"{self.settings.collection}_chunks", f"{self.settings.collection}_docs"
+
+    def exists(self) -> bool:
+        if not self.settings.chroma_url and not (self.settings.index_dir / "chroma.sqlite3").exists():
+            return False
+        client = self._get_client()
+        names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+        return self._names()[0] in names
+
+    def _get_client(self):
+        if self._client is None:
+            self._client = _client(self.settings)
+        return self._client
+
+    def open(self, create: bool = True) -> "IndexStore":
+        """Open (or create) the collections; raise IngestError if the index was built differently."""
+        if self._chunks is not None:
+            return self
+        if not create and not self.exists():
+            raise IngestError(
+                f"No index at {self.location}. Run `python -m ingest` first (it builds the index from corpus/)."
+            )
+        client = self._get_client()
+        chunk_name, doc_name = self._names()
+        try:
+            chunks = client.get_or_create_collection(
+                chunk_name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
+                metadata=self.config,
+            )
+            docs = client.get_or_create_collection(doc_name, embedding_function=None)
+        except IngestError:
+            raise
+        except Exception as exc:
+            raise IngestError(f"cannot open the index at {self.location} ({exc}).") from None
+        recorded = dict(chunks.metadata or {})
+        mismatched = {k: (recorded.get(k), v) for k, v in self.config.items() if recorded.get(k) != v}
+        if mismatched:
+            what = "; ".join(f"{k}: index has {old!r}, this run uses {new!r}" for k, (old, new) in mismatched.items())
+            raise IngestError(
+                f"The index at {self.location} was built with other settings ({what}). "
+                f"Rebuild it with `python -m ingest --rebuild` (add your usual PATH and --index)."
+            )
+        self._chunks, self._docs = chunks, docs
+        return self
+
+    def drop(self) -> None:
+        """Delete both collections (``--rebuild``) and the cached lexical index."""
+        client = self._get_client()
+        existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+        for name in self._names():
+            if name in existing:
+                client.delete_collection(name)
+        self._chunks = self._docs = None
+        lexical = self.lexical_dir()
+        if lexical.exists():
+            import shutil
+
+            shutil.rmtree(lexical)
+
+    def lexical_dir(self) -> Path:
+        """Where the BM25 index for this collection is cached (local even in server mode)."""
+        if self.settings.chroma_url:
+            key = hashlib.sha256(f"{self.settings.chroma_url}/{self.settings.collection}".encode()).hexdigest()[:12]
+            return self.settings.index_dir / f"lexical-{key}"
+        return self.settings.index_dir / f"lexical-{self.settings.collection}"
+
+    @property
+    def chunks(self):
+        return self.open()._chunks
+
+    @property
+    def docs(self):
+        return self.open()._docs
+
+    # ---------------------------------------------------------------- documents
+    def list_documents(self, with_text: bool = False, ids: Sequence[str] | None = None) -> list[DocRecord]:
+        include = ["metadatas", "documents"] if with_text else ["metadatas"]
+        out: list[DocRecord] = []
+        if ids is not None and not ids:
+            return out
+        batch = self._batch_size()
+        total = self.docs.count() if ids is None else len(ids)
+        for offset in range(0, max(total, 1), batch):
+            if ids is None:
+                res = self.docs.get(include=include, limit=batch, offset=offset)
+            else:
+                res = self.docs.get(ids=list(ids[offset : offset + batch]), include=include)
+            texts = res.get("documents") or [None] * len(res["ids"])
+            for doc_id, meta, text in zip(res["ids"], res["metadatas"], texts):
+                out.append(_doc_record(doc_id, meta, text if with_text else None))
+        return out
+
+    def get_document(self, doc_id: str) -> DocRecord | None:
+        found = self.list_documents(with_text=True, ids=[doc_id])
+        return found[0] if found else None
+
+    def put_documents(self, records: Sequence[DocRecord]) -> None:
+        batch = self._batch_size()
+        for i in range(0, len(records), batch):
+            part = records[i : i + batch]
+            self.docs.upsert(
+                ids=[r.doc_id for r in part],
+                embeddings=[[0.0] for _ in part],  # documents are looked up by id, never by vector
+                documents=[r.text or "" for r in part],
+                metadatas=[_doc_meta(r) for r in part],
+            )
+
+    def update_documents(self, records: Sequence[DocRecord]) -> None:
+        """Update metadata (paths, status, title...) without rewriting the text."""
+        batch = self._batch_size()
+        for i in range(0, len(records), batch):
+            part = records[i : i + batch]
+            self.docs.update(ids=[r.doc_id for r in part], metadatas=[_doc_meta(r) for r in part])
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> None:
+        """Delete documents and all their chunks (chunks first, then the record)."""
+        doc_ids = list(doc_ids)
+        for i in range(0, len(doc_ids), 100):
+            part = doc_ids[i : i + 100]
+            self.chunks.delete(where={"doc_id": {"$in": part}})
+            self.docs.delete(ids=part)
+
+    def state_token(self) -> str:
+        """Changes whenever the set of complete documents changes (keys the lexical index)."""
+        ids = sorted(r.doc_id for r in self.list_documents() if r.status == COMPLETE)
+        return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+    # ------------------------------------------------------------------- chunks
+    def upsert_chunks(self, items: Sequence[tuple[Chunk, DocRecord]], vectors: np.ndarray) -> None:
+        batch = self._batch_size()
+        for i in range(0, len(items), batch):
+            part = items[i : i + batch]
+            self.chunks.upsert(
+                ids=[c.chunk_id for c, _ in part],
+                embeddings=vectors[i : i + batch],
+                documents=[c.text for c, _ in part],
+                metadatas=[_chunk_meta(c, d) for c, d in part],
+            )
+
+    def count_chunks(self) -> int:
+        return self.chunks.count()
+
+    def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[StoredChunk]:
+        n = self.count_chunks()
+        if n == 0:
+            return []
+        res = self.chunks.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=min(k, n), where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            _stored_chunk(cid, text, meta, 1.0 - float(dist))
+            for cid, text, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+        ]
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[StoredChunk]:
+        if not chunk_ids:
+            return []
+        res = self.chunks.get(ids=list(chunk_ids), include=["documents", "metadatas"])
+        by_id = {cid: _stored_chunk(cid, t, m) for cid, t, m in zip(res["ids"], res["documents"], res["metadatas"])}
+        return [by_id[c] for c in chunk_ids if c in by_id]
+
+    def iter_chunks(self, include_text: bool = True) -> Iterator[tuple[str, str, dict]]:
+        batch = self._batch_size()
+        include = ["documents", "metadatas"] if include_text else ["metadatas"]
+        offset = 0
+        while True:
+            res = self.chunks.get(include=include, limit=batch, offset=offset)
+            if not res["ids"]:
+                return
+            texts = res.get("documents") or [""] * len(res["ids"])
+            yield from zip(res["ids"], texts, res["metadatas"])
+            offset += len(res["ids"])
+
+    def _batch_size(self) -> int:
+        try:
+            return max(1, min(5000, self._get_client().get_max_batch_size()))
+        except Exception:
+            return 1000
+
+
+def _doc_meta(r: DocRecord) -> dict[str, Any]:
+    meta = {
+        "title": r.title,
+        "status": r.status,
+        "n_chunks": r.n_chunks,
+        "paths": json.dumps(r.paths),
+        "hashes": json.dumps(r.hashes),
+        "pages": json.dumps(list(r.pages)),
+        "meta": json.dumps(r.meta, ensure_ascii=False, default=str),
+        "source": str(r.meta.get("source", "")),
+    }
+    day = published_day(r.meta.get("published"))
+    if day:
+        meta["published_day"] = day
+    return meta
+
+
+def _doc_record(doc_id: str, meta: dict, text: str | None) -> DocRecord:
+    return DocRecord(
+        doc_id=doc_id,
+        title=meta.get("title", ""),
+        meta=json.loads(meta.get("meta") or "{}"),
+        paths=json.loads(meta.get("paths") or "[]"),
+        hashes=json.loads(meta.get("hashes") or "[]"),
+        status=meta.get("status", COMPLETE),
+        n_chunks=int(meta.get("n_chunks", 0)),
+        pages=tuple(json.loads(meta.get("pages") or "[]")),
+        text=text,
+    )
+
+
+def _chunk_meta(chunk: Chunk, doc: DocRecord) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "doc_id": chunk.doc_id,
+        "title": doc.title,
+        "start": chunk.start,
+        "end": chunk.end,
+        "sents": ",".join(f"{s - chunk.start}:{e - chunk.start}" for s, e in chunk.sentences),
+        "source": str(doc.meta.get("source", "")),
+    }
+    day = published_day(doc.meta.get("published"))
+    if day:
+        meta["published_day"] = day
+    if doc.pages:
+        src = doc.to_source_doc()
+        meta["page"] = src.page_at(chunk.start)
+        meta["page_end"] = src.page_at(max(chunk.start, chunk.end - 1))
+    return meta
+
+
+def _stored_chunk(chunk_id: str, text: str, meta: dict, score: float = 0.0) -> StoredChunk:
+    start = int(meta["start"])
+    sents = []
+    for part in (meta.get("sents") or "").split(","):
+        if part:
+            s, e = part.split(":")
+            sents.append((start + int(s), start + int(e)))
+    chunk = Chunk(chunk_id, meta["doc_id"], start, int(meta["end"]), text, tuple(sents))
+    return StoredChunk(chunk=chunk, title=meta.get("title", ""), meta=meta, score=score)
