@@ -85,14 +85,22 @@ def _append(out: list[tuple[int, int]], line: str, start: int, end: int) -> None
 
 
 def _cut_long(text: str, span: tuple[int, int], size: int) -> list[tuple[int, int]]:
-    """Split one over-long sentence at whitespace into pieces of at most ``size`` characters."""
+    """Split one over-long sentence at whitespace into pieces of at most ``size`` characters.
+
+    Pieces, like sentences, never start or end with whitespace.
+    """
     start, end = span
     pieces = []
     while end - start > size:
-        cut = text.rfind(" ", start + 1, start + size + 1)
-        if cut <= start:
-            cut = start + size  # no space: hard cut
-        pieces.append((start, cut))
+        cut = start + size  # no whitespace in the window: hard cut
+        for pos in range(start + size, start, -1):
+            if text[pos].isspace():
+                cut = pos
+                break
+        piece_end = cut
+        while piece_end > start and text[piece_end - 1].isspace():
+            piece_end -= 1
+        pieces.append((start, piece_end))
         start = cut
         while start < end and text[start].isspace():
             start += 1
@@ -130,9 +138,14 @@ def chunk_text(doc_id: str, text: str, chunk_size: int = 600, chunk_overlap: int
         )
         if j + 1 >= len(sentences):
             break
-        # Next chunk starts with the trailing sentences that fit in the overlap (always progresses).
+        # Next chunk starts with the trailing sentences that fit in the overlap and still leave room
+        # for the next new sentence (so it always progresses and is never a subset of this one).
         k = j + 1
-        while k - 1 > i and sentences[j][1] - sentences[k - 1][0] <= chunk_overlap:
+        while (
+            k - 1 > i
+            and sentences[j][1] - sentences[k - 1][0] <= chunk_overlap
+            and sentences[j + 1][1] - sentences[k - 1][0] <= chunk_size
+        ):
             k -= 1
         i = k
     return chunks

@@ -13,12 +13,16 @@ copyright lines) by two documented mechanisms:
        boilerplate:
          - "Unlike many news and information platforms"
 
-   Each entry is a literal prefix (case-insensitive) or, when written ``re:...``, a regular
-   expression. A paragraph that matches is removed; if it is in the last third of the document,
-   everything after it is removed too (footers run to the end).
+   Each entry is a literal phrase found anywhere in a paragraph (case-insensitive) or, when
+   written ``re:...``, a regular expression. A paragraph that matches is removed; if it is in the
+   last third of the document, everything after it is removed too (footers run to the end).
 2. A detector for trailing appeals: paragraphs at the end of a document that read like a footer
-   (support/donate/contribute/subscribe/paywall/newsletter/copyright/"thank you" phrasing, or a
-   short line following such a paragraph) are removed, from the end backwards.
+   are removed, from the end backwards. A paragraph reads like a footer when it has an
+   unambiguous cue ("make a donation", "you can contribute", "support independent journalism",
+   "all rights reserved", ©...), or a weaker cue that news text also uses ("donate",
+   "subscription", "paywall", "your support"...) while addressing the reader (you/your/us/our);
+   a short line following such a paragraph is taken as part of the footer. So "Japan pledged to
+   donate 20 locomotives." still ends an article.
 """
 from __future__ import annotations
 
@@ -32,12 +36,19 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 FOOTER_CUES = re.compile(
-    r"(\bdonate\b|make a donation|you can contribute|contribute (here|now|today)|"
-    r"support (us|our work|our journalism|independent journalism)|your support|\bsubscribe\b|"
-    r"subscription|paywall|free to read|newsletter|sign up for|follow us|all rights reserved|"
-    r"copyright ©|©|thank you for reading|independent journalism|share this (article|story))",
+    r"(make a donation|you can contribute|contribute (here|now|today)|"
+    r"support (us|our work|our journalism|independent journalism)|follow us|"
+    r"all rights reserved|copyright ©|©|thank you for reading|share this (article|story)|"
+    r"sign up for (our|the) newsletter|subscribe to (our|the) newsletter)",
     re.IGNORECASE,
 )
+# Cues that news text uses too: they mark a footer only in a paragraph that addresses the reader.
+WEAK_FOOTER_CUES = re.compile(
+    r"(\bdonate\b|donation|your support|\bsubscribe\b|subscription|newsletter|sign up for|"
+    r"paywall|free to read|independent journalism)",
+    re.IGNORECASE,
+)
+_READER = re.compile(r"\b(you|your|us|our)\b", re.IGNORECASE)
 # A trailing paragraph this short right after a footer paragraph is taken as part of the footer.
 _SHORT_TAIL_WORDS = 12
 
@@ -68,6 +79,13 @@ def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
     return out
 
 
+def looks_like_footer(paragraph: str) -> bool:
+    """True for publisher furniture: a donation appeal, newsletter prompt, copyright line..."""
+    if FOOTER_CUES.search(paragraph):
+        return True
+    return bool(WEAK_FOOTER_CUES.search(paragraph) and _READER.search(paragraph))
+
+
 def kept_paragraphs(paras: list[str], patterns: Iterable[str] = ()) -> list[int]:
     """Indices of the paragraphs that are not boilerplate (declared patterns, then a trailing footer)."""
     compiled = _compile(patterns)
@@ -81,8 +99,8 @@ def kept_paragraphs(paras: list[str], patterns: Iterable[str] = ()) -> list[int]
     # Trailing footer detector, from the end backwards; never strips the first paragraph.
     while len(kept) > 1:
         para, previous = paras[kept[-1]], paras[kept[-2]]
-        caption_after_footer = len(para.split()) <= _SHORT_TAIL_WORDS and bool(FOOTER_CUES.search(previous))
-        if FOOTER_CUES.search(para) or caption_after_footer:
+        caption_after_footer = len(para.split()) <= _SHORT_TAIL_WORDS and looks_like_footer(previous)
+        if looks_like_footer(para) or caption_after_footer:
             kept.pop()
         else:
             break
