@@ -76,6 +76,10 @@ def decode_text(data: bytes) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        head = data[:8192]
+        controls = sum(1 for b in head if b < 32 and b not in b"\n\r\t\f" or b == 127)
+        if controls > max(8, len(head) // 100):
+            raise BadFile("binary file (control bytes), not text") from None
         raise BadFile(f"not UTF-8 text (undecodable byte at position {exc.start}); save it as UTF-8") from None
     controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\n\r\t\f")
     if controls > max(8, len(text[:8192]) // 100):
@@ -133,8 +137,13 @@ def _load_html(data: bytes) -> Loaded:
     text = trafilatura.extract(html, output_format="txt", include_comments=False, include_tables=True)
     if not text:
         raise BadFile("no main text found in HTML page")
+    # trafilatura puts one block (paragraph, heading, list item) per line: make each a paragraph,
+    # as in Markdown, so paragraph-level cleaning (trailing appeals) applies to web pages too.
+    text = "\n\n".join(line for line in text.split("\n") if line.strip())
     meta: dict[str, Any] = {}
-    info = trafilatura.extract_metadata(html)
+    # No extensive date search: it guesses a date from e.g. a "Copyright 2024" footer; only dates
+    # the page declares (meta tags, <time>, date lines) are kept.
+    info = trafilatura.extract_metadata(html, extensive=False)
     if info is not None:
         for key, attr in (("title", "title"), ("url", "url"), ("published", "date"), ("source", "sitename")):
             value = getattr(info, attr, None)
