@@ -96,6 +96,9 @@ class LexicalIndex:
         df = self._df().get(term, 0)
         return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
 
+    def contains(self, term: str) -> bool:
+        return self._df().get(term, 0) > 0
+
     def _df(self) -> dict[str, int]:
         if not hasattr(self, "_df_cache"):
             if self._retriever is None:
@@ -142,11 +145,13 @@ def rebuild(store) -> LexicalIndex:
     """Build from every chunk in the store and save it under the store's current state token."""
     index = LexicalIndex.build(((cid, text) for cid, text, _ in store.iter_chunks()), store.state_token())
     index.save(store.lexical_dir())
+    store.publish_state(index.token)
     return index
 
 
-def load_or_build(store) -> LexicalIndex:
-    token = store.state_token()
+def load_or_build(store, token: str | None = None) -> LexicalIndex:
+    """The saved index if it matches ``token`` (default: the store's computed state), else a rebuild."""
+    token = token or store.state_token()
     index = LexicalIndex.load(store.lexical_dir())
     if index is not None and index.token == token:
         return index

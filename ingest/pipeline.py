@@ -262,6 +262,8 @@ class Ingestor:
         if changed or current is None or current.token != token:
             self._say("Updating the keyword (BM25) index…")
             lexical.rebuild(self.store)
+        elif self.store.published_state() != token:
+            self.store.publish_state(token)
         report.embedded_chunks = getattr(self, "embedded", 0)
         self.embedded = 0
         report.documents = sum(1 for r in self.store.list_documents() if r.status == COMPLETE)

@@ -237,6 +237,16 @@ class IndexStore:
         ids = sorted(r.doc_id for r in self.list_documents() if r.status == COMPLETE)
         return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
+    def publish_state(self, token: str) -> None:
+        """Record the state token the lexical index was built for (cheap for readers to check)."""
+        self.chunks.modify(metadata={**self.config, "state": token})
+
+    def published_state(self) -> str | None:
+        """The token last published by ingest; a fresh read, so other processes' runs are seen."""
+        name = self._names()[0]
+        collection = self._get_client().get_collection(name, embedding_function=None)
+        return (collection.metadata or {}).get("state")
+
     # ------------------------------------------------------------------- chunks
     def upsert_chunks(self, items: Sequence[tuple[Chunk, DocRecord]], vectors: np.ndarray) -> None:
         batch = self._batch_size()

@@ -1,0 +1,1 @@
+"""Chatbot: question (+history) -> retrieved chunks -> Answer with exact Citations."""

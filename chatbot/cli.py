@@ -1,0 +1,132 @@
+"""`python -m chatbot ask|eval` — the command-line edge (a stable contract for scripts)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from chatbot.types import Answer, QAError
+from ingest.settings import DEFAULT_INDEX, Settings
+from ingest.types import IngestError
+
+EPILOG = f"""\
+Environment:
+  QA_INDEX_DIR    index folder (default: {DEFAULT_INDEX}); build it with `python -m ingest`
+  QA_CHROMA_URL   use a Chroma server, e.g. http://127.0.0.1:8000
+  QA_LLM          openai | ollama | llamacpp (optional; --mode llm uses it)
+  QA_LLM_MODEL, QA_LLM_BASE_URL, QA_LLM_API_KEY   model name/path, endpoint, key
+
+Without an LLM the answer is extractive: the best sentences of the sources, each with an exact
+citation. "The sources don't say" means nothing in the index supports an answer.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chatbot", description="Ask the indexed documents; every answer "
+                                     "cites exact passages.", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ask = sub.add_parser("ask", help="answer questions", epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ask.add_argument("questions", nargs="*", metavar="QUESTION")
+    ask.add_argument("--file", type=Path, metavar="QUESTIONS.txt", help="one question per line")
+    _common(ask)
+    ev = sub.add_parser("eval", help="score answers on a QA file (dev_qa.jsonl format)")
+    ev.add_argument("qa_file", type=Path, metavar="QA.jsonl")
+    _common(ev)
+    ev.add_argument("--out", type=Path, metavar="FILE", help="also write the full JSON result here")
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, metavar="DIR", help="index folder (overrides QA_INDEX_DIR)")
+    p.add_argument("--json", action="store_true", help="JSON output (ask: one object per question per line)")
+    p.add_argument("--mode", choices=("extractive", "llm"), default=None,
+                   help="answer mode (default: llm when QA_LLM is set, else extractive)")
+    p.add_argument("--top-k", type=int, default=None, metavar="N", help="passages to retrieve (default 8)")
+
+
+def make_service(args) -> tuple:
+    from chatbot.service import AskOptions, QAService
+    from chatbot.generative import llm_from_settings
+
+    settings = Settings.from_env(index_dir=args.index)
+    llm = llm_from_settings(settings)
+    mode = args.mode or ("llm" if llm is not None else "extractive")
+    if mode == "llm" and llm is None:
+        raise QAError("--mode llm needs an LLM: set QA_LLM to openai, ollama or llamacpp (see --help).")
+    service = QAService(settings, llm=llm).open()
+    return service, AskOptions(mode=mode, top_k=args.top_k)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.top_k is not None and not 1 <= args.top_k <= 100:
+            raise QAError(f"--top-k must be between 1 and 100 (got {args.top_k}).")
+        if args.command == "ask":
+            return _ask(args)
+        return _eval(args)
+    except (QAError, IngestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _ask(args) -> int:
+    questions = list(args.questions)
+    if args.file:
+        try:
+            questions += [q.strip() for q in args.file.read_text(encoding="utf-8").splitlines() if q.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QAError(f"cannot read {args.file}: {exc}") from None
+    if not questions or not all(q.strip() for q in questions):
+        raise QAError("The question is empty: give a QUESTION or --file QUESTIONS.txt.")
+    service, options = make_service(args)
+    for question in questions:
+        answer = service.answer(question, options=options)
+        if args.json:
+            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+        else:
+            print(render_text(answer), flush=True)
+    return 0
+
+
+def render_text(answer: Answer) -> str:
+    lines = [f"Q: {answer.question}", f"A: {answer.text}"]
+    if answer.notice:
+        lines.append(f"   ({answer.notice})")
+    for c in answer.citations:
+        where = f"chars {c.start}-{c.end}" + (f", page {c.page}" if c.page else "")
+        lines.append(f"  [{c.n}] {c.title} ({where}):\n      “{c.quote}”")
+    if answer.evidence:
+        lines.append("  Nearest evidence (not an answer):")
+        for c in answer.evidence:
+            lines.append(f"   - {c.title} (chars {c.start}-{c.end}): “{c.quote}”")
+    return "\n".join(lines) + "\n"
+
+
+def _eval(args) -> int:
+    from chatbot.evaluate import load_items, score, table
+
+    try:
+        items = load_items(args.qa_file)
+    except (OSError, ValueError) as exc:
+        raise QAError(f"cannot read {args.qa_file}: {exc}") from None
+    service, options = make_service(args)
+    answers = [service.answer(item.question, options=options).to_json() for item in items]
+    texts: dict[str, str | None] = {}
+
+    def doc_text(doc_id: str):
+        if doc_id not in texts:
+            texts[doc_id] = service.doc_text(doc_id)
+        return texts[doc_id]
+
+    result = score(items, answers, doc_text)
+    if args.out:
+        args.out.write_text(json.dumps({**result, "answers": answers}, ensure_ascii=False, indent=1))
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    else:
+        print(table(result))
+    return 0

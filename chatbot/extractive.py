@@ -1,0 +1,186 @@
+"""The default answerer: no LLM, offline, deterministic.
+
+1. Every sentence of the retrieved passages is a candidate (deduplicated across overlapping chunks).
+2. Each is scored against the question: IDF-weighted coverage of the question's terms by the
+   sentence (plus, at half weight, by its neighbours and its document title), the rank of its
+   passage, and a small bonus when the sentence has the kind of token the question asks for
+   (a number for "how many", a date for "when", a name for "who").
+3. The best sentence, and up to three more that score close to it, are quoted in document order,
+   each followed by its ``[n]`` marker. Each citation is the exact sentence span.
+4. If the best sentence is too weak (see ``SupportPolicy``), the answer is "The sources don't
+   say …", and the closest sentences are returned as nearest evidence instead of citations.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from chatbot.retrieve import Passage
+from chatbot.types import Citation
+from ingest.lexical import LexicalIndex, tokenize
+
+# Question words that carry no topic (tokenize() already drops common stop words).
+QUESTION_NOISE = frozenset(tokenize("many much kind type sort name named called happen happened describe"))
+_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+                     r"fifty|hundred|thousand|million|billion|half|third|quarter|fifth|sixth|dozen)\b", re.I)
+_YEAR_OR_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(January|February|March|April|May|June|July|August|"
+                           r"September|October|November|December)\b|\bcentur", re.I)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+
+
+@dataclass(frozen=True)
+class ExtractiveConfig:
+    max_sentences: int = 4
+    max_chars: int = 600  # budget for quoted text per answer (the best sentence is always kept)
+    keep_ratio: float = 0.6  # extra sentences must score at least this fraction of the best
+    context_weight: float = 0.5
+    passage_weight: float = 0.3
+    type_bonus: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_sentences <= 10:
+            raise ValueError(f"max_sentences must be between 1 and 10 (got {self.max_sentences}).")
+        if not 0 <= self.keep_ratio <= 1:
+            raise ValueError(f"keep_ratio must be between 0 and 1 (got {self.keep_ratio}).")
+        if self.max_chars < 50:
+            raise ValueError(f"max_chars must be at least 50 (got {self.max_chars}).")
+
+
+@dataclass(frozen=True)
+class QuestionProfile:
+    """The question's content terms with their IDF weights, and what kind of answer it wants.
+
+    ``absent``: the IDF-weighted share of the question's terms that occur nowhere in the index
+    (a strong sign that the documents do not cover what is asked).
+    """
+
+    terms: dict[str, float]
+    kind: str | None
+    absent: float
+
+    @classmethod
+    def of(cls, question: str, index: LexicalIndex) -> "QuestionProfile":
+        terms = {t: index.idf(t) for t in question_terms(question)}
+        total = sum(terms.values()) or 1.0
+        absent = sum(w for t, w in terms.items() if not index.contains(t)) / total
+        return cls(terms, answer_type(question), absent)
+
+
+@dataclass
+class Candidate:
+    passage: Passage
+    rank: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    text: str
+    coverage: float = 0.0
+    context: float = 0.0
+    score: float = 0.0
+    type_match: bool = False
+
+
+def question_terms(question: str) -> list[str]:
+    seen = []
+    for t in tokenize(question):
+        if t not in QUESTION_NOISE and t not in seen:
+            seen.append(t)
+    return seen
+
+
+def answer_type(question: str) -> str | None:
+    q = question.lower().strip()
+    if re.match(r"(how (many|much|long|old|far|large|big|tall|high)|what (percentage|percent|share|proportion|"
+                r"number|amount|fraction))", q):
+        return "number"
+    if re.match(r"(when|what year|in what year|which year|what date|on what date)", q):
+        return "date"
+    if re.match(r"(who|whom|whose)\b", q):
+        return "name"
+    return None
+
+
+def _type_match(kind: str | None, text: str) -> bool:
+    if kind == "number":
+        return bool(_NUMBER.search(text))
+    if kind == "date":
+        return bool(_YEAR_OR_DATE.search(text))
+    if kind == "name":
+        return bool(_NAME.search(text))
+    return False
+
+
+def candidates(passages: Sequence[Passage]) -> list[Candidate]:
+    out: list[Candidate] = []
+    seen: set[tuple[str, int, int]] = set()
+    for rank, p in enumerate(passages, 1):
+        c = p.chunk.chunk
+        for s, e in c.sentences:
+            key = (c.doc_id, s, e)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Candidate(p, rank, c.doc_id, p.chunk.title, s, e, c.text[s - c.start : e - c.start]))
+    return out
+
+
+def score_candidates(profile: QuestionProfile, cands: list[Candidate],
+                     config: ExtractiveConfig = ExtractiveConfig()) -> list[Candidate]:
+    weights = profile.terms
+    total = sum(weights.values()) or 1.0
+    kind = profile.kind
+    tokens = [set(tokenize(c.text)) for c in cands]
+    titles: dict[str, set[str]] = {}
+    for i, c in enumerate(cands):
+        own = tokens[i]
+        near: set[str] = set()
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(cands) and cands[j].doc_id == c.doc_id and abs(cands[j].start - c.start) < 2000:
+                near |= tokens[j]
+        title = titles.setdefault(c.title, set(tokenize(c.title)))
+        near |= title
+        c.coverage = sum(w for t, w in weights.items() if t in own) / total
+        c.context = sum(w for t, w in weights.items() if t in near and t not in own) / total
+        c.type_match = kind is None or _type_match(kind, c.text)
+        c.score = (
+            c.coverage
+            + config.context_weight * c.context
+            + config.passage_weight / c.rank
+            + (config.type_bonus if kind is not None and c.type_match else 0.0)
+        )
+    return sorted(cands, key=lambda c: (-c.score, c.rank, c.start))
+
+
+def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig()) -> list[Candidate]:
+    """Best sentence plus close runners-up within the budget, in reading order."""
+    if not ranked:
+        return []
+    best = ranked[0]
+    chosen = [best]
+    used = len(best.text)
+    for c in ranked[1:]:
+        if len(chosen) >= config.max_sentences:
+            break
+        if c.score < config.keep_ratio * best.score:
+            break
+        if used + len(c.text) > config.max_chars:
+            continue
+        if any(_same(c, o) for o in chosen):
+            continue
+        chosen.append(c)
+        used += len(c.text)
+    order = {}
+    for c in chosen:
+        order.setdefault(c.doc_id, len(order))
+    return sorted(chosen, key=lambda c: (order[c.doc_id], c.start))
+
+
+def _same(a: Candidate, b: Candidate) -> bool:
+    return a.text.strip().lower() == b.text.strip().lower()
+
+
+def to_citation(n: int, c: Candidate, support: float, page: int | None = None) -> Citation:
+    return Citation(n=n, doc_id=c.doc_id, title=c.title, start=c.start, end=c.end, quote=c.text,
+                    support=round(float(support), 4), page=page, chunk_id=c.passage.chunk.chunk.chunk_id)

@@ -1,0 +1,82 @@
+"""Answer-side data. Scores are similarities: higher is better."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    """An exact quote: ``quote == stored_text_of(doc_id)[start:end]``."""
+
+    n: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    quote: str
+    support: float = 0.0  # how well this quote supports the sentence that cites it (0..1)
+    page: int | None = None
+    chunk_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One sentence of the answer, the citation numbers it carries, and its support score."""
+
+    text: str
+    citations: tuple[int, ...]
+    support: float
+    supported: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "citations": list(self.citations), "support": round(self.support, 4),
+                "supported": self.supported}
+
+
+@dataclass(frozen=True)
+class Filters:
+    doc_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    published_from: str | None = None  # ISO date, inclusive
+    published_to: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.doc_ids or self.sources or self.published_from or self.published_to)
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    supported: bool
+    citations: list[Citation] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    evidence: list[Citation] = field(default_factory=list)  # nearest passages when unsupported
+    mode: str = "extractive"
+    standalone_question: str = ""
+    notice: str | None = None
+    confidence: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "supported": self.supported,
+            "citations": [c.to_json() for c in self.citations],
+            "claims": [c.to_json() for c in self.claims],
+            "evidence": [c.to_json() for c in self.evidence],
+            "mode": self.mode,
+            "standalone_question": self.standalone_question or self.question,
+            "notice": self.notice,
+            "confidence": round(self.confidence, 4),
+        }
+
+
+class QAError(Exception):
+    """A user-facing problem (empty question, missing index...). The message is one clear sentence."""
