@@ -1,0 +1,106 @@
+"""Pure logic of the extractive answerer and the follow-up heuristic (no model, no Chroma)."""
+from __future__ import annotations
+
+from chatbot import conversation
+from chatbot.extractive import (
+    Candidate,
+    ExtractiveConfig,
+    QuestionProfile,
+    answer_type,
+    candidates,
+    question_terms,
+    score_candidates,
+    select,
+)
+from chatbot.retrieve import Passage
+from ingest.chunking import chunk_text
+from ingest.lexical import LexicalIndex
+from ingest.store import StoredChunk
+
+TEXT = (
+    "The Amu Darya forms much of the border. The canal is 285 kilometres long. "
+    "It was started in 2022 by the Taliban.\n\n"
+    "Kazakhstan accredited envoys in April. Uzbekistan works with the West on aid."
+)
+
+
+def _passages(text=TEXT, doc_id="d1", title="Water and borders"):
+    chunks = chunk_text(doc_id, text, chunk_size=120, chunk_overlap=40)
+    return [Passage(StoredChunk(c, title), score=1.0 / (i + 1)) for i, c in enumerate(chunks)], chunks
+
+
+def _index(chunks):
+    return LexicalIndex.build(((c.chunk_id, c.text) for c in chunks), "t")
+
+
+def test_candidates_are_deduplicated_sentences_with_exact_spans():
+    passages, _ = _passages()
+    cands = candidates(passages)
+    spans = [(c.start, c.end) for c in cands]
+    assert len(spans) == len(set(spans)) == 5
+    for c in cands:
+        assert TEXT[c.start:c.end] == c.text
+
+
+def test_best_sentence_answers_the_question():
+    passages, chunks = _passages()
+    profile = QuestionProfile.of("How long is the canal?", _index(chunks))
+    ranked = score_candidates(profile, candidates(passages))
+    assert ranked[0].text == "The canal is 285 kilometres long."
+    assert profile.kind == "number"
+
+
+def test_select_keeps_reading_order_budget_and_no_duplicates():
+    passages, chunks = _passages()
+    profile = QuestionProfile.of("When did the Taliban start the canal?", _index(chunks))
+    ranked = score_candidates(profile, candidates(passages))
+    chosen = select(ranked, ExtractiveConfig(max_chars=80, keep_ratio=0.0))
+    assert sum(len(c.text) for c in chosen) <= 80 or len(chosen) == 1
+    assert [c.start for c in chosen] == sorted(c.start for c in chosen)
+    assert len({c.text for c in chosen}) == len(chosen)
+    assert select([], ExtractiveConfig()) == []
+
+
+def test_absent_terms_are_measured_against_the_index():
+    _, chunks = _passages()
+    index = _index(chunks)
+    assert QuestionProfile.of("What is the GDP of Turkmenistan?", index).absent == 1.0
+    assert QuestionProfile.of("Which envoys did Kazakhstan accredit?", index).absent == 0.0
+
+
+def test_answer_types_and_terms():
+    assert answer_type("How many people live there?") == "number"
+    assert answer_type("When was it built?") == "date"
+    assert answer_type("Who said that?") == "name"
+    assert answer_type("Why does it matter?") is None
+    assert "mani" not in question_terms("How many people live in Afghanistan?")
+
+
+def test_config_validation_names_the_parameter():
+    import pytest
+
+    for kwargs, name in (({"keep_ratio": 2}, "keep_ratio"), ({"max_chars": 1}, "max_chars"),
+                         ({"max_sentences": 0}, "max_sentences")):
+        with pytest.raises(ValueError, match=name):
+            ExtractiveConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------- follow-ups (heuristic)
+HISTORY = [("What percentage of Afghanistan's population do ethnic Tajiks make up?",
+            "Ethnic Tajiks comprise roughly a quarter of Afghanistan’s population [1]")]
+
+
+def test_elliptical_follow_up_swaps_the_subject():
+    q = conversation.condense("And the Pashtuns?", HISTORY)
+    assert q == "What percentage of Afghanistan's population do ethnic the Pashtuns make up?"
+
+
+def test_pronoun_follow_up_carries_previous_context():
+    q = conversation.condense("Who said that?", [("What did Irgashev call the Taliban?", "“a reality” [1]")])
+    assert q.startswith("Who said that") and "Irgashev" in q
+
+
+def test_standalone_questions_are_untouched():
+    q = "Which river forms much of Afghanistan's northern border?"
+    assert conversation.condense(q, HISTORY) == q
+    assert conversation.condense("And the Pashtuns?", []) == "And the Pashtuns?"
