@@ -1,0 +1,196 @@
+"""Interrupted runs (Ctrl-C, kill -9) of a real `python -m ingest` are repaired by the next run:
+afterwards the index equals a clean build of the same folder."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest import lexical
+from ingest.pipeline import EMBED_GROUP, Ingestor
+from ingest.settings import Settings
+from ingest.store import COMPLETE, IndexStore
+from tests.ingest.helpers import REPO_ROOT, synthetic_corpus
+
+pytestmark = pytest.mark.slow
+
+# Tiny chunks embed fast; more than one embedding group so a run can stop between two writes.
+CHUNK_SIZE, CHUNK_OVERLAP = 50, 10
+PROGRESS = re.compile(r"Embedding:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+
+
+class IngestProcess:
+    """`python -m ingest` with its stderr read live (for the progress bar)."""
+
+    def __init__(self, corpus: Path, index: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+        env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest", str(corpus), "--index", str(index), "--json",
+             "--chunk-size", str(CHUNK_SIZE), "--chunk-overlap", str(CHUNK_OVERLAP)],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.stderr = ""
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            data = os.read(self.proc.stderr.fileno(), 4096)
+            if not data:
+                return
+            with self._lock:
+                self.stderr += data.decode("utf-8", "replace")
+
+    def progress(self) -> tuple[int, int] | None:
+        with self._lock:
+            found = PROGRESS.findall(self.stderr)
+        return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+    def wait_for(self, condition, what: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None:
+                pytest.fail(f"ingest finished (exit {self.proc.returncode}) before {what}:\n{self.stderr[-2000:]}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 600) -> tuple[int, str]:
+        # Not communicate(): it would read stderr too, racing the reader thread.
+        stdout = self.proc.stdout.read()
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, stdout.decode()
+
+
+def stored_chunk_rows(index: Path) -> int:
+    """Chunk rows committed to Chroma's SQLite file, read-only (safe while ingest is writing)."""
+    db = index / "chroma.sqlite3"
+    if not db.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM embeddings e JOIN segments s ON e.segment_id = s.id "
+                "JOIN collections c ON s.collection = c.id WHERE c.name = 'qa_chunks'"
+            ).fetchone()
+    except sqlite3.Error:
+        return 0  # locked by the writer, or not created yet
+    return count
+
+
+def snapshot(index: Path) -> dict:
+    """Everything observable about an index: chunks (text, metadata, vector), documents, BM25."""
+    from ingest.embed import MODEL_ID
+
+    store = IndexStore(Settings(index_dir=index, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP), MODEL_ID, 384)
+    store.open(create=False)
+    res = store.chunks.get(include=["documents", "metadatas", "embeddings"])
+    chunks = {cid: (text, meta) for cid, text, meta in zip(res["ids"], res["documents"], res["metadatas"])}
+    vectors = {cid: np.asarray(v) for cid, v in zip(res["ids"], res["embeddings"])}
+    docs = {r.doc_id: r for r in store.list_documents(with_text=True)}
+    bm25 = lexical.LexicalIndex.load(store.lexical_dir())
+    return {"chunks": chunks, "vectors": vectors, "docs": docs, "bm25": bm25, "token": store.state_token(),
+            "published": store.published_state()}
+
+
+_COUNT_PENDING = """
+import sys
+from pathlib import Path
+from ingest.embed import MODEL_ID
+from ingest.settings import Settings
+from ingest.store import COMPLETE, IndexStore
+store = IndexStore(Settings(index_dir=Path(sys.argv[1]), chunk_size=int(sys.argv[2]), chunk_overlap=int(sys.argv[3])),
+                   MODEL_ID, 384).open(create=False)
+print(sum(1 for r in store.list_documents() if r.status != COMPLETE))
+"""
+
+
+def pending_documents(index: Path) -> int:
+    """Unfinished documents, counted by a separate process: Chroma's persistent mode must not be
+    opened by this process while `python -m ingest` processes write the same folder (a client
+    caches segment state and goes stale)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _COUNT_PENDING, str(index), str(CHUNK_SIZE), str(CHUNK_OVERLAP)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder):
+    corpus = tmp_path / "corpus"
+    synthetic_corpus(corpus, n_docs=40, sentences_per_doc=4)
+    index = tmp_path / "index"
+
+    # 1. Ctrl-C while the first group is being embedded (the model is loading or encoding).
+    run = IngestProcess(corpus, index)
+    run.wait_for(lambda: run.progress() is not None, "the progress bar")
+    total = run.progress()[1]
+    assert total > EMBED_GROUP, "corpus too small to interrupt between two writes"
+    time.sleep(0.5)
+    run.proc.send_signal(signal.SIGINT)
+    code, stdout = run.finish()
+    assert code == 130, run.stderr[-2000:]
+    assert "Interrupted" in run.stderr and "again" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert pending_documents(index) > 0  # really left unfinished
+
+    # 2. kill -9 once the first group's chunks are in the index, while the next group is embedded.
+    run = IngestProcess(corpus, index)
+    run.wait_for(lambda: (run.progress() or (0, 0))[0] >= EMBED_GROUP, "the first embedded group")
+    run.wait_for(lambda: stored_chunk_rows(index) > 0, "chunks in the index")
+    assert run.proc.poll() is None
+    run.proc.kill()
+    run.finish()
+    assert run.proc.returncode == -signal.SIGKILL
+    assert 0 < stored_chunk_rows(index) < total
+    assert pending_documents(index) > 0
+
+    # 3. Re-run to completion: repaired.
+    run = IngestProcess(corpus, index)
+    code, stdout = run.finish()
+    assert code == 0, run.stderr[-3000:]
+    assert "Repairing" in run.stderr
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert report["documents"] == 40 and report["failed"] == []
+
+    # 4. A clean build of the same folder elsewhere, with the same model.
+    clean_index = tmp_path / "clean"
+    settings = Settings(index_dir=clean_index, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
+    clean_report = Ingestor(settings, embedder=real_embedder, progress=False).run([corpus])
+    assert clean_report.added == 40 and clean_report.chunks == total
+
+    repaired, clean = snapshot(index), snapshot(clean_index)
+    assert set(repaired["docs"]) == set(clean["docs"]) and len(clean["docs"]) == 40
+    for doc_id, want in clean["docs"].items():
+        got = repaired["docs"][doc_id]
+        assert got.status == want.status == COMPLETE
+        assert (got.text, got.title, got.meta, got.paths, got.hashes, got.n_chunks, got.pages) == (
+            want.text, want.title, want.meta, want.paths, want.hashes, want.n_chunks, want.pages)
+    assert set(repaired["chunks"]) == set(clean["chunks"]) and len(clean["chunks"]) == total
+    assert repaired["chunks"] == clean["chunks"]  # texts and metadata
+    for cid, vector in clean["vectors"].items():
+        assert np.allclose(repaired["vectors"][cid], vector, atol=2e-3), cid
+    assert repaired["token"] == clean["token"] == repaired["published"] == clean["published"]
+    assert repaired["bm25"].token == clean["bm25"].token == clean["token"]
+    assert sorted(repaired["bm25"].chunk_ids) == sorted(clean["bm25"].chunk_ids)
+    query = "Qosh Tepa canal"
+    assert repaired["bm25"].search(query, 5) == clean["bm25"].search(query, 5) != []
+    assert report["chunks"] == total
