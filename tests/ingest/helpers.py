@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -169,3 +173,21 @@ def synthetic_corpus(folder: Path, n_docs: int, sentences_per_doc: int, seed: in
         path.write_text(body, encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def run_ingest(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    base.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"})
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args], cwd=REPO_ROOT, env=base, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def last_json(stdout: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert lines, "no output on stdout"
+    data = json.loads(lines[-1])
+    assert isinstance(data, dict)
+    return data

@@ -1,36 +1,14 @@
 """`python -m ingest` as a user runs it: a real subprocess from the repository root."""
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.ingest.helpers import REPO_ROOT, SEED_MD
+from tests.ingest.helpers import SEED_MD, last_json, run_ingest
 
 REQUIRED_KEYS = {"documents", "added", "updated", "unchanged", "removed", "chunks", "failed", "seconds"}
-
-
-def run_ingest(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    base.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"})
-    base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "ingest", *args], cwd=REPO_ROOT, env=base, capture_output=True, text=True,
-        timeout=timeout,
-    )
-
-
-def last_json(stdout: str) -> dict:
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    assert lines, "no output on stdout"
-    data = json.loads(lines[-1])
-    assert isinstance(data, dict)
-    return data
 
 
 def check_schema(data: dict) -> None:

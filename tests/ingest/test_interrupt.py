@@ -21,7 +21,7 @@ from ingest import lexical
 from ingest.pipeline import EMBED_GROUP, Ingestor
 from ingest.settings import Settings
 from ingest.store import COMPLETE, IndexStore
-from tests.ingest.helpers import REPO_ROOT, synthetic_corpus
+from tests.ingest.helpers import REPO_ROOT, FakeEmbedder, synthetic_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,8 @@ def snapshot(index: Path) -> dict:
     docs = {r.doc_id: r for r in store.list_documents(with_text=True)}
     bm25 = lexical.LexicalIndex.load(store.lexical_dir())
     return {"chunks": chunks, "vectors": vectors, "docs": docs, "bm25": bm25, "token": store.state_token(),
-            "published": store.published_state()}
+            # The BM25 state token published for readers (when the store supports it).
+            "published": getattr(store, "published_state", lambda: None)()}
 
 
 _COUNT_PENDING = """
@@ -171,10 +172,15 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["documents"] == 40 and report["failed"] == []
 
-    # 4. A clean build of the same folder elsewhere, with the same model.
+    # 4. A clean build of the same folder elsewhere. Vectors are not compared with it, so a fake
+    #    embedder recorded under the real model's id builds it quickly; a sample of the repaired
+    #    vectors is checked against the real model below.
+    from ingest.embed import MODEL_ID
+
     clean_index = tmp_path / "clean"
     settings = Settings(index_dir=clean_index, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
-    clean_report = Ingestor(settings, embedder=real_embedder, progress=False).run([corpus])
+    fake = FakeEmbedder(model_id=MODEL_ID, dimension=384)
+    clean_report = Ingestor(settings, embedder=fake, progress=False).run([corpus])
     assert clean_report.added == 40 and clean_report.chunks == total
 
     repaired, clean = snapshot(index), snapshot(clean_index)
@@ -186,7 +192,9 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
             want.text, want.title, want.meta, want.paths, want.hashes, want.n_chunks, want.pages)
     assert set(repaired["chunks"]) == set(clean["chunks"]) and len(clean["chunks"]) == total
     assert repaired["chunks"] == clean["chunks"]  # texts and metadata
-    for cid, vector in clean["vectors"].items():
+    sample = sorted(repaired["chunks"])[:: max(1, total // 40)]
+    expected = real_embedder.embed_documents([repaired["chunks"][cid][0] for cid in sample])
+    for cid, vector in zip(sample, expected):
         assert np.allclose(repaired["vectors"][cid], vector, atol=2e-3), cid
     assert repaired["token"] == clean["token"] == repaired["published"] == clean["published"]
     assert repaired["bm25"].token == clean["bm25"].token == clean["token"]

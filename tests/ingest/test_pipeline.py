@@ -12,7 +12,7 @@ from ingest.documents import build_document
 from ingest.pipeline import Ingestor
 from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore
 from ingest.types import IngestError
-from tests.ingest.helpers import APPEAL, SEED_MD, FakeEmbedder, check_chunks
+from tests.ingest.helpers import APPEAL, FakeEmbedder, check_chunks
 
 ARTICLE_A = """---
 title: Rail freight to Afghanistan
