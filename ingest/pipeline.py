@@ -12,6 +12,9 @@ recursively; hidden files are skipped):
   scanned folders are never touched: removing a folder's documents means re-running ingest on
   that folder after deleting the files (or ``--rebuild``).
 - the same content under two names is stored once; the second path is reported as a duplicate.
+  A renamed or moved file (same content, old path gone) is neither a duplicate nor removed.
+- ``removed`` counts documents deleted because their files are gone (a document still held by
+  another file stays).
 - a file that fails to load is reported and, if an older version was ingested, that version is kept.
 
 Crash safety: new documents are written ``pending`` before their chunks and marked ``complete``
@@ -119,6 +122,8 @@ class Ingestor:
         new_docs: dict[str, _Pending] = {}
         touched: dict[str, DocRecord] = {}  # records whose metadata (paths) changed
         seen_paths: set[str] = set()
+        replaced: set[str] = set()  # documents whose file changed (the new version replaces them)
+        gone: set[str] = set()  # documents that lost a path because the file is gone
 
         def detach(path: str, keep: str | None = None) -> None:
             for r in holders.get(path, []):
@@ -149,6 +154,7 @@ class Ingestor:
                 report.failed.append(FileFailure(key, str(exc)))
                 continue
             was_known = bool(known)
+            replaced.update(r.doc_id for r in known if r.doc_id != doc.doc_id and key in r.paths)
             detach(key, keep=doc.doc_id)
             target = records.get(doc.doc_id) or (new_docs[doc.doc_id].record if doc.doc_id in new_docs else None)
             if target is not None:
@@ -161,7 +167,9 @@ class Ingestor:
                     else:
                         report.unchanged += 1
                 else:
-                    report.duplicates.append({"path": key, "same_as": target.paths[0] if target.paths else ""})
+                    same_as = next((p for p in target.paths if Path(p).exists()), None)
+                    if same_as is not None:  # else the file was renamed or moved: not a duplicate
+                        report.duplicates.append({"path": key, "same_as": same_as})
                     target.paths.append(key)
                     target.hashes.append(digest)
                     if was_known:
@@ -188,11 +196,12 @@ class Ingestor:
             if path in seen_paths or path in failed:
                 continue
             if any(_inside(Path(path), root) for root in roots) and not Path(path).exists():
+                gone.update(r.doc_id for r in rs if path in r.paths)
                 detach(path)
-                report.removed += 1
 
         self._write_new(list(new_docs.values()))
         orphans = [r.doc_id for r in touched.values() if not r.paths]
+        report.removed += sum(1 for d in orphans if d in gone and d not in replaced)
         survivors = [r for r in touched.values() if r.paths]
         if survivors:
             self.store.update_documents(survivors)

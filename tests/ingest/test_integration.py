@@ -114,7 +114,7 @@ def test_removed_file_and_duplicates(built, real_embedder, tmp_path):
     (corpus / SEED_MD.name).unlink()
     copy.unlink()
     report = Ingestor(settings, embedder=real_embedder, progress=False).run([corpus])
-    assert report.removed == 2 and report.documents == 0 and report.chunks == 0
+    assert report.removed == 1 and report.documents == 0 and report.chunks == 0  # one document, two files
     store = IndexStore(settings, real_embedder.model_id, real_embedder.dimension)
     assert store.list_documents() == [] and store.query(real_embedder.embed_query(QUESTION), k=3) == []
 

@@ -162,6 +162,26 @@ def test_removed_file_is_removed_from_the_index(settings, folder):
     assert_store_consistent(ingestor.store)
 
 
+def test_renamed_file_is_neither_duplicate_nor_removed(settings, folder):
+    ingest(settings, folder)
+    (folder / "a.md").rename(folder / "rail-freight.md")
+    embedder = FakeEmbedder()
+    ingestor, report = ingest(settings, folder, embedder)
+    assert (report.added, report.updated, report.removed) == (0, 0, 0)
+    assert report.duplicates == [] and report.documents == 2 and embedder.document_calls == 0
+    doc = ingestor.store.get_document(build_document(folder / "rail-freight.md").doc_id)
+    assert doc.paths == [str((folder / "rail-freight.md").resolve())]
+    assert_store_consistent(ingestor.store)
+
+
+def test_changed_file_counts_as_updated_not_removed(settings, folder):
+    ingest(settings, folder)
+    (folder / "b.md").write_text(ARTICLE_B + "\nA new closing paragraph about the canal budget.\n")
+    (folder / "a.md").unlink()
+    _, report = ingest(settings, folder)
+    assert (report.added, report.updated, report.removed, report.documents) == (0, 1, 1, 1)
+
+
 def test_files_outside_the_scanned_folder_are_kept(settings, folder, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
@@ -185,9 +205,12 @@ def test_same_content_under_two_names_is_indexed_once(settings, folder):
     (folder / "b.md").unlink()
     ingestor, report = ingest(settings, folder)
     assert report.documents == 2 and ingestor.store.get_document(doc.doc_id) is not None
+    assert report.removed == 0  # the document is still held by its copy
+    assert [Path(p).name for p in ingestor.store.get_document(doc.doc_id).paths] == ["copy-of-b.md"]
     (folder / "copy-of-b.md").unlink()
     ingestor, report = ingest(settings, folder)
     assert report.documents == 1 and ingestor.store.get_document(doc.doc_id) is None
+    assert report.removed == 1
     assert_store_consistent(ingestor.store)
 
 
