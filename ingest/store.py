@@ -68,7 +68,13 @@ def _client(settings: Settings):
             )
         except Exception as exc:
             raise IngestError(f"cannot reach the Chroma server at {settings.chroma_url} ({exc}).") from None
-    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IngestError(
+            f"cannot use {settings.index_dir} as the index folder ({exc.strerror or exc}); "
+            "choose another with --index or QA_INDEX_DIR."
+        ) from None
     return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
 
 

@@ -102,3 +102,15 @@ def test_model_mismatch_message_from_cli(tmp_path):
     assert result.returncode == 2
     assert "--rebuild" in result.stderr and "someone/else" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_index_folder_that_is_a_file_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "a.md").write_text("The canal is long.\n")
+    result = run_ingest(str(folder), "--index", str(blocker), "--json")
+    assert result.returncode == 2
+    assert str(blocker) in result.stderr and "--index" in result.stderr
+    assert "Traceback" not in result.stderr
