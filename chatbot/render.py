@@ -1,0 +1,290 @@
+"""HTML for the workspace. Every piece of document text, title, file name, question and answer
+goes through ``esc`` (``html.escape``): nothing from a document is ever inserted as markup.
+
+Interactive elements carry ``data-cite="<turn>:<c|e>:<n>"`` (open a quote in the source viewer)
+or ``data-example="<question>"`` (ask it); ``chatbot/ui.py`` turns those clicks into events.
+"""
+from __future__ import annotations
+
+import html
+import re
+from typing import Callable, Sequence
+
+from chatbot.types import Citation
+from chatbot.workspace import (
+    DocSummary,
+    Overview,
+    QuoteContext,
+    Session,
+    SourceView,
+    Turn,
+    UploadResult,
+    cite_key,
+)
+
+_MARKER = re.compile(r"\[(\d+)\]")
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+# ---------------------------------------------------------------------------- start view
+def render_start(overview: Overview, max_docs: int = 8) -> str:
+    n_docs = len(overview.documents)
+    if n_docs == 0:
+        return ('<div class="qa-start"><h2>No documents yet</h2><p>Add articles in the <b>Library</b> tab '
+                '(Markdown, text, HTML, PDF or Word), then ask questions about them here.</p></div>')
+    if overview.first_date:
+        dates = esc(overview.first_date) if overview.first_date == overview.last_date else \
+            f"{esc(overview.first_date)} – {esc(overview.last_date)}"
+        if overview.undated:
+            dates += f" <small>({overview.undated} undated)</small>"
+    else:
+        dates = "—"
+    stats = "".join(f'<div class="qa-stat"><b>{value}</b><span>{label}</span></div>' for value, label in (
+        (f"{n_docs:,}", "document" + "s" * (n_docs != 1)),
+        (f"{overview.chunks:,}", "indexed passages"),
+        (f"{len(overview.sources):,}", "source" + "s" * (len(overview.sources) != 1)),
+        (dates, "published"),
+    ))
+    sources = ", ".join(f"{esc(s)} ({n})" for s, n in overview.sources[:12]) or "not recorded"
+    examples = "".join(
+        f'<button type="button" class="qa-example" data-example="{esc(q)}">{esc(q)}</button>'
+        for q in overview.examples
+    )
+    docs = "".join(
+        f'<li><span class="qa-doc-title">{esc(d.title)}</span>'
+        f'<span class="qa-muted"> — {esc(", ".join(x for x in (d.source, d.published) if x) or d.filename)}'
+        f' · {_plural(d.n_chunks, "passage")}</span></li>'
+        for d in overview.documents[:max_docs]
+    )
+    more = n_docs - max_docs
+    if more > 0:
+        docs += f'<li class="qa-muted">and {more:,} more in the Library tab</li>'
+    return (
+        '<div class="qa-start">'
+        '<h2>Ask the documents</h2>'
+        '<p class="qa-lead">Answers quote exact sentences from the indexed documents. Click a '
+        '<span class="qa-cite-demo">[n]</span> marker or an evidence card to see the quote highlighted in its '
+        'source. When the documents do not support an answer, the assistant says '
+        '<i>“The sources don’t say”</i> and shows the closest passages instead.</p>'
+        f'<div class="qa-stats">{stats}</div>'
+        f'<p class="qa-muted">Sources: {sources}</p>'
+        + (f'<h3>Try a question</h3><div class="qa-examples">{examples}</div>' if examples else "")
+        + f'<h3>In the index</h3><ul class="qa-doclist">{docs}</ul>'
+        '</div>'
+    )
+
+
+# ------------------------------------------------------------------------------ transcript
+def render_transcript(session: Session, pending: str | None = None) -> str:
+    parts = [render_turn(i, t) for i, t in enumerate(session.turns)]
+    if pending is not None:
+        parts.append(
+            f'<div class="qa-turn"><div class="qa-q"><span class="qa-who">You</span>{esc(pending)}</div>'
+            '<div class="qa-a qa-pending"><span class="qa-spinner"></span>Searching the documents…</div></div>'
+        )
+    return f'<div class="qa-transcript">{"".join(parts)}</div>'
+
+
+def _cite_button(key: str, n: int, title: str) -> str:
+    return (f'<button type="button" class="qa-cite" data-cite="{esc(key)}" '
+            f'title="Show quote {n} in {esc(title)}">[{n}]</button>')
+
+
+def answer_html(turn_index: int, turn: Turn) -> str:
+    """The answer text, escaped, with each ``[n]`` that matches a citation made clickable."""
+    by_n = {c.n: c for c in turn.answer.citations}
+    out, last = [], 0
+    text = turn.answer.text
+    for m in _MARKER.finditer(text):
+        c = by_n.get(int(m.group(1)))
+        if c is None:
+            continue
+        out.append(esc(text[last:m.start()]))
+        out.append(_cite_button(cite_key(turn_index, c), c.n, c.title))
+        last = m.end()
+    out.append(esc(text[last:]))
+    return "".join(out)
+
+
+def render_turn(i: int, turn: Turn) -> str:
+    a = turn.answer
+    meta = []
+    if a.standalone_question and a.standalone_question != turn.question:
+        meta.append(f"read as “{esc(a.standalone_question)}”")
+    meta.append("LLM" if a.mode == "llm" else "extractive")
+    if a.supported:
+        meta.append(f"confidence {a.confidence:.2f}")
+    if a.timings_ms.get("total"):
+        meta.append(f"{a.timings_ms['total'] / 1000:.1f} s")
+    f = turn.options.filters
+    if not f.empty:
+        meta.append("filtered")
+    notice = f'<div class="qa-notice">{esc(a.notice)}</div>' if a.notice else ""
+    if a.supported:
+        body = f'<div class="qa-a-text">{answer_html(i, turn)}</div>'
+        cls = "qa-supported"
+    else:
+        nearest = "".join(
+            f'<li>{_cite_button(cite_key(i, c, evidence=True), c.n, c.title)} '
+            f'<span class="qa-ev-snippet">“{esc(_clip(c.quote, 220))}”</span> '
+            f'<span class="qa-muted">— {esc(c.title)}</span></li>'
+            for c in a.evidence
+        )
+        body = (
+            '<div class="qa-refusal-head">Not answered by the documents</div>'
+            f'<div class="qa-a-text">{esc(a.text)}</div>'
+            + (f'<div class="qa-nearest"><div class="qa-nearest-head">Closest evidence — shown for checking, '
+               f'it does not answer the question:</div><ul>{nearest}</ul></div>' if nearest else "")
+        )
+        cls = "qa-refused"
+    return (
+        f'<div class="qa-turn" id="qa-turn-{i}">'
+        f'<div class="qa-q"><span class="qa-who">You</span>{esc(turn.question)}</div>'
+        f'<div class="qa-a {cls}">{body}{notice}<div class="qa-a-meta">{" · ".join(meta)}</div></div>'
+        '</div>'
+    )
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + "…"
+
+
+# -------------------------------------------------------------------------------- evidence
+def render_evidence(session: Session, context: Callable[[Citation], QuoteContext],
+                    turn_index: int | None = None, active: str | None = None) -> str:
+    if not session.turns:
+        return ('<div class="qa-evidence qa-empty">Evidence appears here: every quote of the answer inside its '
+                'paragraph, where it is in the document, and how well it supports the answer.</div>')
+    i = len(session.turns) - 1 if turn_index is None else turn_index
+    turn = session.turns[i]
+    a = turn.answer
+    quotes, evidence = (a.citations, False) if a.supported else (a.evidence, True)
+    head = (f'<div class="qa-ev-head">{"Sources" if a.supported else "Closest evidence (not an answer)"} '
+            f'for Q{i + 1}: <span class="qa-ev-q">“{esc(_clip(turn.question, 140))}”</span></div>')
+    if not quotes:
+        return f'<div class="qa-evidence">{head}<p class="qa-muted">No passage came close.</p></div>'
+    items = "".join(_evidence_item(cite_key(i, c, evidence), c, context(c), cite_key(i, c, evidence) == active,
+                                   evidence) for c in quotes)
+    return f'<div class="qa-evidence{" qa-evidence-refused" if evidence else ""}">{head}{items}</div>'
+
+
+def _evidence_item(key: str, c: Citation, ctx: QuoteContext, active: bool, evidence: bool) -> str:
+    where = [f"characters {c.start:,}–{c.end:,}"]
+    if c.page:
+        where.insert(0, f"page {c.page}")
+    check = ('<span class="qa-ok" title="The stored document text at these offsets is exactly this quote">'
+             '✓ exact quote</span>' if ctx.verified else
+             '<span class="qa-bad">✗ quote not found at these offsets</span>')
+    pct = max(0.0, min(1.0, float(c.support))) * 100
+    label = "relevance" if evidence else "support"
+    para = (("… " if ctx.clipped_before else "") + esc(ctx.before) + f'<mark class="qa-quote">{esc(ctx.quote)}</mark>'
+            + esc(ctx.after) + (" …" if ctx.clipped_after else ""))
+    return (
+        f'<div class="qa-ev-item{" qa-active" if active else ""}" data-cite="{esc(key)}" role="button" tabindex="0" '
+        f'title="Open in the source viewer">'
+        f'<div class="qa-ev-title"><span class="qa-badge">[{c.n}]</span>{esc(c.title)}</div>'
+        f'<div class="qa-ev-para">{para}</div>'
+        f'<div class="qa-ev-meta">{" · ".join(where)} · {check}'
+        f'<span class="qa-support" title="{label} score {c.support:.2f}"><span class="qa-bar">'
+        f'<span style="width:{pct:.0f}%"></span></span>{label} {c.support:.2f}</span></div>'
+        '</div>'
+    )
+
+
+# ---------------------------------------------------------------------------- source viewer
+def render_source(view: SourceView | None) -> str:
+    if view is None:
+        return ('<div class="qa-source qa-empty">Click a <span class="qa-cite-demo">[n]</span> marker or an '
+                'evidence card to open the document here, scrolled to the highlighted quote.</div>')
+    c = view.citation
+    if view.missing:
+        return (f'<div class="qa-source"><div class="qa-src-head"><b>{esc(view.title)}</b></div>'
+                '<p class="qa-bad">This document is no longer in the index (it was deleted after this answer).</p>'
+                '</div>')
+    d = view.doc
+    facts = [x for x in ((d.source, d.published, d.filename) if d else ()) if x]
+    link = (f' · <a href="{esc(d.url)}" target="_blank" rel="noopener noreferrer">original</a>'
+            if d and d.url.startswith(("http://", "https://")) else "")
+    where = f"[{c.n}] characters {c.start:,}–{c.end:,}" + (f", page {c.page}" if c.page else "")
+    body, pos = [], 0
+    for s in view.spans:
+        a, b = s.start - view.offset, s.end - view.offset
+        body.append(esc(view.text[pos:a]))
+        cls = "qa-hit" if s.primary else "qa-other"
+        ident = ' id="qa-hit"' if s.primary else ""
+        body.append(f'<mark class="{cls}"{ident} data-label="{esc(s.label)}">{esc(view.text[a:b])}</mark>')
+        pos = b
+    body.append(esc(view.text[pos:]))
+    before = f'<div class="qa-muted">… {view.offset:,} characters before …</div>' if view.offset else ""
+    rest = view.length - view.offset - len(view.text)
+    after = f'<div class="qa-muted">… {rest:,} characters after …</div>' if rest > 0 else ""
+    return (
+        '<div class="qa-source">'
+        f'<div class="qa-src-head"><div class="qa-src-title">{esc(view.title)}</div>'
+        f'<div class="qa-muted">{esc(" · ".join(facts))}{link} · doc <code>{esc(c.doc_id)}</code></div>'
+        f'<div class="qa-src-where">{esc(where)}</div></div>'
+        f'{before}<div class="qa-src-body">{"".join(body)}</div>{after}'
+        '</div>'
+    )
+
+
+# --------------------------------------------------------------------------------- library
+def render_library(docs: Sequence[DocSummary]) -> str:
+    if not docs:
+        return '<div class="qa-library qa-empty">The index is empty: upload documents below.</div>'
+    rows = "".join(
+        "<tr>"
+        f'<td class="qa-doc-title">{esc(d.title)}</td><td>{esc(d.source) or "—"}</td>'
+        f'<td class="qa-nowrap">{esc(d.published) or "—"}</td><td class="qa-num">{d.n_chunks:,}</td>'
+        f'<td class="qa-num">{d.n_pages or "—"}</td>'
+        f'<td>{esc(d.filename)}{" <small class=qa-muted>(uploaded)</small>" if d.uploaded else ""}</td>'
+        f'<td><code>{esc(d.doc_id[:12])}</code></td>'
+        "</tr>"
+        for d in docs
+    )
+    total = sum(d.n_chunks for d in docs)
+    return (
+        f'<div class="qa-library"><div class="qa-muted">{_plural(len(docs), "document")}, '
+        f'{_plural(total, "passage")}</div>'
+        '<table><thead><tr><th>Title</th><th>Source</th><th>Published</th><th>Passages</th><th>Pages</th>'
+        f'<th>File</th><th>ID</th></tr></thead><tbody>{rows}</tbody></table></div>'
+    )
+
+
+def render_upload_result(result: UploadResult) -> str:
+    if not result.outcomes:
+        return ""
+    items = "".join(
+        f'<li class="{"qa-ok" if o.ok else "qa-bad"}"><b>{"✓" if o.ok else "✗"} {esc(o.name)}</b>: {esc(o.message)}'
+        + (f' <span class="qa-muted">— “{esc(o.title)}”</span>' if o.ok and o.title else "") + "</li>"
+        for o in result.outcomes
+    )
+    summary = f"{len(result.ok)} of {len(result.outcomes)} file(s) ingested"
+    if result.failed:
+        summary += f", {len(result.failed)} failed"
+    return f'<div class="qa-upload-result"><div><b>{esc(summary)}.</b></div><ul>{items}</ul></div>'
+
+
+def render_message(text: str, kind: str = "info") -> str:
+    cls = {"error": "qa-bad", "ok": "qa-ok"}.get(kind, "qa-muted")
+    return f'<div class="qa-message {cls}">{esc(text)}</div>'
+
+
+def render_filters_line(sources: Sequence[str], doc_titles: Sequence[str], date_from: str, date_to: str) -> str:
+    parts = []
+    if sources:
+        parts.append("source: " + ", ".join(sources))
+    if doc_titles:
+        parts.append("documents: " + ", ".join(_clip(t, 50) for t in doc_titles))
+    if date_from or date_to:
+        parts.append(f"published {date_from or '…'} to {date_to or '…'}")
+    if not parts:
+        return ""
+    return f'<div class="qa-filters-line">Answers are limited to {esc("; ".join(parts))} (change in Settings).</div>'

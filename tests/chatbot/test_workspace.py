@@ -1,0 +1,362 @@
+"""The workspace without Gradio: uploads (safe names, limits, per-file errors), delete, overview,
+conversation state, citation context, source views, exports and HTML escaping.
+
+A real Chroma index in a temp folder with the deterministic fake embedder: fast, and exact enough
+for the logic here (answer quality on the real model is tested in test_answers.py and tests/ui).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatbot import render
+from chatbot.service import AskOptions, QAService
+from chatbot.types import Answer, Citation, QAError
+from chatbot.workspace import (
+    Session,
+    Turn,
+    UploadLimits,
+    Workspace,
+    cite_key,
+    derived_question,
+    example_questions,
+    quote_context,
+    safe_filename,
+)
+from ingest.pipeline import Ingestor
+from ingest.settings import Settings
+from ingest.store import DocRecord
+from tests.ingest.helpers import FakeEmbedder
+
+XSS_TITLE = '<script>window.__xss=1</script> Harbour notes <img src=x onerror="window.__xss=1">'
+
+LIGHTHOUSE = """---
+title: The Brelloway lighthouse ledger
+source: Coastal Gazette
+published: 2031-03-04
+questions:
+  - Who keeps the Brelloway lighthouse?
+  - When was the lamp replaced?
+---
+The Brelloway lighthouse is kept by Oriel Fenwick, who has tended the lamp for nine winters.
+
+The lamp was replaced in March 2031 after a storm cracked the lens. Fenwick logged every ship that passed.
+"""
+
+ORCHARD = """---
+source: Valley Courier
+published: 2029-09-01
+---
+# Quillmere orchard cooperative
+
+The Quillmere Orchard Cooperative harvested eleven tonnes of pears this season. Its chair, Tamsin Rook, credited the new irrigation canal.
+"""
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
+    (folder / "orchard.md").write_text(ORCHARD, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def ws(tmp_path, corpus) -> Workspace:
+    settings = Settings(index_dir=tmp_path / "index")
+    embedder = FakeEmbedder()
+    report = Ingestor(settings, embedder=embedder, progress=False).run([corpus])
+    assert report.added == 2 and not report.failed
+    service = QAService(settings, embedder=embedder).open()
+    return Workspace(service, upload_dir=tmp_path / "uploads", limits=UploadLimits(max_bytes=4096, max_files=5))
+
+
+def titles(ws: Workspace) -> set[str]:
+    return {d.title for d in ws.summaries()}
+
+
+# ------------------------------------------------------------------------------- uploads
+@pytest.mark.parametrize("original, expected", [
+    ("../../x.md", "x.md"),
+    ("..\\..\\windows\\evil.MD", "evil.md"),
+    ("/etc/passwd.txt", "passwd.txt"),
+    (".hidden.md", "hidden.md"),
+    ("Annual report 2030 (final).pdf", "Annual-report-2030-final.pdf"),
+    ("Ré­sumé été.docx", "Resume-ete.docx"),
+    ("<img src=x onerror=alert(1)>.md", "img-src-x-onerror-alert-1.md"),
+    ("....md", "upload.md"),
+    ("a" * 300 + ".txt", "a" * 60 + ".txt"),
+])
+def test_safe_filename_keeps_only_a_plain_base_name(original, expected):
+    assert safe_filename(original) == expected
+
+
+def test_upload_is_stored_under_a_generated_name_inside_the_upload_folder(ws, tmp_path):
+    result = ws.upload([("../../x.md", b"# Escape attempt\n\nThe Vantorine bridge opened in 2032.\n")])
+    (outcome,) = result.outcomes
+    assert outcome.ok, outcome.message
+    assert outcome.name == "x.md"  # the original name, for display only
+    stored = (ws.upload_dir / outcome.stored_as).resolve()
+    assert stored.is_file() and stored.is_relative_to(ws.upload_dir)
+    assert stored.parent != ws.upload_dir and len(stored.parent.name) == 16  # generated folder
+    assert not (tmp_path / "x.md").exists() and not (tmp_path.parent / "x.md").exists()
+    assert "Escape attempt" in titles(ws)
+    manifest = json.loads((ws.upload_dir / ".manifest.json").read_text())
+    assert manifest[outcome.stored_as]["original"] == "x.md"
+    library = {d.title: d for d in ws.summaries()}
+    assert library["Escape attempt"].filename == "x.md" and library["Escape attempt"].uploaded
+
+
+def test_upload_limits_and_per_file_errors(ws):
+    result = ws.upload([
+        ("big.md", b"# Big\n\n" + b"word " * 2000),  # over the 4 KB limit
+        ("tool.exe", b"MZ binary"),
+        ("empty.md", b""),
+        ("good.txt", b"The Harrowgate ferry carries forty cars across the Lune estuary."),
+    ])
+    by_name = {o.name: o for o in result.outcomes}
+    assert [o.name for o in result.outcomes] == ["big.md", "tool.exe", "empty.md", "good.txt"]
+    assert not by_name["big.md"].ok and "limit is 0.00390625 MB" in by_name["big.md"].message
+    assert not by_name["tool.exe"].ok and "unsupported file type '.exe'" in by_name["tool.exe"].message
+    assert not by_name["empty.md"].ok and "empty" in by_name["empty.md"].message
+    assert by_name["good.txt"].ok, by_name["good.txt"].message
+    assert by_name["good.txt"].title == "Good"
+    stored = [p for p in ws.upload_dir.rglob("*") if p.is_file() and p.name != ".manifest.json"]
+    assert len(stored) == 1 and stored[0].name == "good.txt"  # rejected and failed files are not kept
+
+
+def test_upload_max_files(ws):
+    files = [(f"f{i}.md", f"# Note {i}\n\nThe note number {i} mentions the Orvane quarry.".encode()) for i in range(7)]
+    result = ws.upload(files)
+    assert len(result.ok) == 5
+    assert [o.name for o in result.failed] == ["f5.md", "f6.md"]
+    assert all("at most 5 files" in o.message for o in result.failed)
+
+
+def test_duplicate_upload_is_reported_not_indexed_twice(ws):
+    ws.upload([("one.md", b"# Twin\n\nThe Sellick mill grinds rye on Thursdays.")])
+    before = len(ws.documents())
+    result = ws.upload([("two.md", b"# Twin\n\nThe Sellick mill grinds rye on Thursdays.")])
+    assert result.ok and "same text" in result.ok[0].message
+    assert len(ws.documents()) == before
+
+
+def test_upload_limits_from_env():
+    assert UploadLimits.from_env({}).max_bytes == 20 * 1024 * 1024
+    limits = UploadLimits.from_env({"QA_MAX_UPLOAD_MB": "1.5", "QA_UPLOAD_TYPES": "md, .PDF"})
+    assert limits.max_bytes == int(1.5 * 1024 * 1024) and limits.extensions == (".md", ".pdf")
+    with pytest.raises(QAError, match="QA_MAX_UPLOAD_MB"):
+        UploadLimits.from_env({"QA_MAX_UPLOAD_MB": "lots"})
+    with pytest.raises(QAError, match="QA_UPLOAD_TYPES"):
+        UploadLimits.from_env({"QA_UPLOAD_TYPES": ".md,.exe"})
+
+
+def test_delete_removes_document_chunks_and_uploaded_file(ws):
+    (outcome,) = ws.upload([("note.md", b"# Delete me\n\nThe Carrow tram depot closes at midnight.")]).outcomes
+    stored = ws.upload_dir / outcome.stored_as
+    chunks_before = ws.service.store.count_chunks()
+    message = ws.delete(outcome.doc_id)
+    assert "Deleted “Delete me”" in message
+    assert "Delete me" not in titles(ws)
+    assert ws.service.store.count_chunks() < chunks_before
+    assert not stored.exists()
+    assert outcome.stored_as not in json.loads((ws.upload_dir / ".manifest.json").read_text())
+    with pytest.raises(QAError, match="not in the index"):
+        ws.delete(outcome.doc_id)
+
+
+def test_deleting_a_corpus_document_warns_that_its_file_remains(ws):
+    doc = next(d for d in ws.summaries() if d.title == "The Brelloway lighthouse ledger")
+    message = ws.delete(doc.doc_id)
+    assert "still on disk" in message and "lighthouse.md" in message
+
+
+# ------------------------------------------------------------------------------ overview
+def test_overview_describes_the_corpus(ws):
+    ov = ws.overview()
+    assert sorted(d.title for d in ov.documents) == ["Quillmere orchard cooperative", "The Brelloway lighthouse ledger"]
+    assert ov.chunks == sum(d.n_chunks for d in ov.documents) > 0
+    assert dict(ov.sources) == {"Coastal Gazette": 1, "Valley Courier": 1}
+    assert (ov.first_date, ov.last_date, ov.undated) == ("2029-09-01", "2031-03-04", 0)
+    # declared questions first, then one derived for the document that declares none
+    assert ov.examples[:2] == ["Who keeps the Brelloway lighthouse?", "When was the lamp replaced?"]
+    assert ov.examples[2] == "What do the sources say about Quillmere Orchard Cooperative?"
+
+
+def test_example_questions_interleave_documents_and_respect_the_limit():
+    def rec(doc_id, questions):
+        return DocRecord(doc_id, doc_id.upper(), {"questions": questions}, [], [], "complete", 1)
+
+    records = [rec("a", ["A1?", "A2?", "A3?"]), rec("b", ["B1?"]), rec("c", ["C1?", "C2?"])]
+    assert example_questions(records, lambda _: "", limit=4) == ["A1?", "B1?", "C1?", "A2?"]
+
+
+def test_derived_question():
+    assert derived_question("Is the canal finished?", "") == "Is the canal finished?"
+    assert derived_question("Notes", "Yesterday the Port Authority of Dunmere met. The Port Authority of Dunmere "
+                            "voted.") == "What do the sources say about Port Authority of Dunmere?"
+    assert derived_question("Harbour report", "nothing capitalised here.") == "What does “Harbour report” report?"
+
+
+# -------------------------------------------------------------------------- conversation
+def test_ask_appends_turns_and_passes_history_for_follow_ups(ws, monkeypatch):
+    seen = []
+    real = ws.service.answer
+
+    def spy(question, history=(), options=None):
+        seen.append(list(history))
+        return real(question, history, options)
+
+    monkeypatch.setattr(ws.service, "answer", spy)
+    session = Session()
+    first = ws.ask(session, "Who keeps the Brelloway lighthouse?")
+    ws.ask(session, "When was it replaced?", ws.options("extractive", 4))
+    assert len(session.turns) == 2 and session.current.question == "When was it replaced?"
+    assert seen[0] == [] and seen[1] == [("Who keeps the Brelloway lighthouse?", first.answer.text)]
+    assert session.turns[1].options.top_k == 4
+    assert Session().id != session.id  # every browser session gets its own conversation
+
+
+def test_options_validate_settings_panel_values(ws):
+    opts = ws.options("extractive", 5.0, ["Coastal Gazette"], ["abc"], "2030", "2031-03")
+    assert opts.top_k == 5 and opts.filters.sources == ("Coastal Gazette",) and opts.filters.doc_ids == ("abc",)
+    assert (opts.filters.published_from, opts.filters.published_to) == ("2030-01-01", "2031-03-31")
+    with pytest.raises(QAError, match="From date"):
+        ws.options("extractive", 5, date_from="March 2030")
+    with pytest.raises(QAError, match="after To date"):
+        ws.options("extractive", 5, date_from="2031-01-01", date_to="2030-01-01")
+    with pytest.raises(QAError, match="between 1 and 100"):
+        ws.options("extractive", 0)
+
+
+def test_filters_reach_the_service(ws):
+    session = Session()
+    turn = ws.ask(session, "Who keeps the Brelloway lighthouse?", ws.options("extractive", 8, ["Valley Courier"]))
+    quoted = {c.doc_id for c in turn.answer.citations + turn.answer.evidence}
+    orchard = next(d.doc_id for d in ws.summaries() if d.source == "Valley Courier")
+    assert quoted <= {orchard}
+
+
+# ----------------------------------------------------------------------- evidence views
+def test_quote_context_is_the_paragraph_around_the_quote():
+    text = "First paragraph.\n\nAlpha beta. Gamma delta epsilon. Zeta.\n\nLast one."
+    start = text.index("Gamma")
+    end = start + len("Gamma delta epsilon.")
+    ctx = quote_context(text, start, end, "Gamma delta epsilon.")
+    assert (ctx.before, ctx.quote, ctx.after, ctx.verified) == ("Alpha beta. ", "Gamma delta epsilon.", " Zeta.", True)
+    assert not quote_context(text, start, end, "something else").verified
+    long = "word " * 400 + "QUOTE." + " tail" * 400
+    ctx = quote_context(long, long.index("QUOTE"), long.index("QUOTE") + 6, "QUOTE.", limit=50)
+    assert ctx.clipped_before and ctx.clipped_after and len(ctx.before) <= 50 and len(ctx.after) <= 50
+    assert not ctx.before.startswith("ord")  # cut at a word boundary
+
+
+def _turn_with_citations(ws: Workspace) -> tuple[Session, Turn]:
+    session = Session()
+    turn = ws.ask(session, "Who keeps the Brelloway lighthouse?")
+    assert turn.answer.supported, turn.answer.text
+    return session, turn
+
+
+def test_source_view_marks_the_clicked_quote(ws):
+    session, turn = _turn_with_citations(ws)
+    c = turn.answer.citations[0]
+    view = ws.source_view(session, cite_key(0, c))
+    primary = [s for s in view.spans if s.primary]
+    assert len(primary) == 1 and (primary[0].start, primary[0].end) == (c.start, c.end)
+    assert view.text[c.start - view.offset:c.end - view.offset] == c.quote
+    assert ws.source_view(session, "7:c:1") is None and ws.source_view(session, "junk") is None
+    html = render.render_source(view)
+    assert 'id="qa-hit"' in html and render.esc(c.quote) in html
+
+
+def test_source_view_of_a_long_document_is_a_window_around_the_quote(ws):
+    ws.source_window = 40
+    session, turn = _turn_with_citations(ws)
+    c = turn.answer.citations[0]
+    view = ws.source_view(session, cite_key(0, c))
+    assert view.offset <= c.start and c.end <= view.offset + len(view.text) < view.length
+    assert [s.primary for s in view.spans].count(True) == 1
+    assert "characters after" in render.render_source(view)
+
+
+# ---------------------------------------------------------------------------- exports
+def test_exports_carry_quotes_offsets_and_versions(ws, tmp_path):
+    session, turn = _turn_with_citations(ws)
+    ws.ask(session, "When will the Brelloway lighthouse be demolished by the navy?")
+    data = ws.export_data(session, "conversation")
+    assert data["scope"] == "conversation" and len(data["turns"]) == 2 and data["generated_at"].endswith("Z")
+    first = data["turns"][0]
+    assert first["question"] == "Who keeps the Brelloway lighthouse?" and first["answer"] == turn.answer.text
+    q = first["citations"][0]
+    c = turn.answer.citations[0]
+    assert (q["quote"], q["doc_id"], q["title"], q["start"], q["end"]) == (c.quote, c.doc_id, c.title, c.start, c.end)
+    assert q["source"] == "Coastal Gazette" and q["verified"] is True and "support" in q and "page" in q
+    v = data["versions"]
+    assert v["embedding_model"] == "test/fake-hash-embedder"
+    assert v["index"]["embedding_model"] == "test/fake-hash-embedder" and v["index"]["chunk_size"] == 600
+    assert v["index"]["state"] and v["packages"]["gradio"] and v["packages"]["chromadb"]
+    assert len(ws.export_data(session, "answer")["turns"]) == 1
+
+    md = ws.export_markdown(session, "answer")
+    assert "When will the Brelloway lighthouse be demolished" in md and "Q2" not in md
+    md = ws.export_markdown(session, "conversation")
+    assert f"> {c.quote}" in md and f"characters {c.start}–{c.end}" in md and "Embedding model" in md
+
+    files = ws.write_exports(session, tmp_path / "exports")
+    assert set(files) == {"answer.md", "answer.json", "conversation.md", "conversation.json"}
+    assert json.loads(files["conversation.json"].read_text())["turns"][0]["citations"][0]["quote"] == c.quote
+    with pytest.raises(QAError, match="Nothing to export"):
+        ws.export_data(Session(), "answer")
+
+
+# --------------------------------------------------------------------------- escaping
+def _hostile_turn() -> Turn:
+    quote = 'He wrote <img src=x onerror="window.__xss=1"> in the log.'
+    c = Citation(1, "d1", XSS_TITLE, 10, 10 + len(quote), quote, 0.7)
+    answer = Answer(question="<b>q</b>", text=f"{quote} [1]", supported=True, citations=[c])
+    return Turn("<script>alert(1)</script>?", answer, "2031-01-01T00:00:00Z", AskOptions())
+
+
+def assert_inert(html: str) -> None:
+    lowered = html.lower()
+    for raw in ("<script", "<img", "<b>q</b>", "<i>src</i>"):
+        assert raw not in lowered, raw
+    assert "&lt;" in html
+
+
+def test_rendering_escapes_every_document_string(ws):
+    session = Session(turns=[_hostile_turn()])
+    transcript = render.render_transcript(session)
+    assert_inert(transcript)
+    assert 'data-cite="0:c:1"' in transcript  # the marker itself is still a real button
+    assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;" in transcript
+
+    ctx = quote_context("0123456789" + session.turns[0].answer.citations[0].quote, 10,
+                        10 + len(session.turns[0].answer.citations[0].quote),
+                        session.turns[0].answer.citations[0].quote)
+    assert_inert(render.render_evidence(session, lambda c: ctx))
+
+    from chatbot.workspace import DocSummary, FileOutcome, Overview, SourceView, Span, UploadResult
+
+    doc = DocSummary("d1", XSS_TITLE, "<i>src</i>", "2031", "", "javascript:alert(1)", 2, 0, "<img src=x>.md", True)
+    assert_inert(render.render_library([doc]))
+    assert_inert(render.render_start(Overview([doc], 2, [("<i>src</i>", 1)], None, None, 1, [XSS_TITLE])))
+    assert_inert(render.render_upload_result(UploadResult([FileOutcome("<img src=x>.md", False, "<script>")])))
+    c = session.turns[0].answer.citations[0]
+    text = "<script>x</script>" + c.quote
+    view = SourceView(doc, XSS_TITLE, text, 0, len(text), [Span(18, 18 + len(c.quote), "[1]", True)], c)
+    source = render.render_source(view)
+    assert_inert(source)
+    assert "javascript:" not in source  # only http(s) links are made clickable
+    assert_inert(render.render_filters_line(["<script>"], ["<img src=x>"], "", ""))
+
+
+def test_only_markers_of_real_citations_become_buttons():
+    turn = _hostile_turn()
+    turn.answer.text += " [7]"
+    html = render.answer_html(0, turn)
+    assert html.count('class="qa-cite"') == 1 and "[7]" in html
