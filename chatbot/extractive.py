@@ -33,7 +33,7 @@ _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
 class ExtractiveConfig:
     max_sentences: int = 4
     max_chars: int = 600  # budget for quoted text per answer (the best sentence is always kept)
-    keep_ratio: float = 0.6  # extra sentences must score at least this fraction of the best
+    keep_ratio: float = 0.5  # extra sentences must score at least this fraction of the best
     context_weight: float = 0.5
     passage_weight: float = 0.3
     type_bonus: float = 0.2

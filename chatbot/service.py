@@ -44,7 +44,7 @@ class SupportPolicy:
 
     min_coverage: float = 0.2
     max_absent: float = 0.6
-    min_coverage_type_mismatch: float = 0.6
+    min_coverage_type_mismatch: float = 0.5
 
     def supported(self, best: Candidate | None, profile: QuestionProfile) -> tuple[bool, float]:
         if best is None or not profile.terms:
@@ -82,6 +82,8 @@ class QAService:
         self.extractive = extractive or ExtractiveConfig()
         self.policy = policy or SupportPolicy()
         self.llm = llm  # chatbot.generative.LLMAnswerer or None
+        if llm is not None and hasattr(llm, "attach"):
+            llm.attach(self)  # shares the embedder (claim checking) and page lookup
 
     # ------------------------------------------------------------------ setup
     def open(self) -> "QAService":
