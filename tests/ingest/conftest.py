@@ -1,4 +1,7 @@
-"""Fixtures for the ingest suite. Every test runs with no QA_* variables from the caller's shell."""
+"""Fixtures for the ingest suite. Every test runs with no QA_* variables from the caller's shell.
+
+`real_embedder` (the real model, loaded once per session) comes from tests/conftest.py.
+"""
 from __future__ import annotations
 
 import os
@@ -52,17 +55,6 @@ def seed_corpus(tmp_path) -> Path:
             (folder / path.name).write_bytes(path.read_bytes())
     assert (folder / SEED_MD.name).exists()
     return folder
-
-
-@pytest.fixture(scope="session")
-def real_embedder():
-    """The real model, loaded once for the whole session (loading takes seconds)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ingest.embed import SentenceTransformerEmbedder
-
-    embedder = SentenceTransformerEmbedder()
-    embedder.warm_up()
-    return embedder
 
 
 def free_port() -> int:

@@ -137,7 +137,8 @@ def pending_documents(index: Path) -> int:
 
 def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder):
     corpus = tmp_path / "corpus"
-    synthetic_corpus(corpus, n_docs=40, sentences_per_doc=4)
+    n_docs = max(40, EMBED_GROUP * 4 // 50)  # ~17 chunks each: about 1.3 embedding groups in all
+    synthetic_corpus(corpus, n_docs=n_docs, sentences_per_doc=4)
     index = tmp_path / "index"
 
     # 1. Ctrl-C while the first group is being embedded (the model is loading or encoding).
@@ -170,7 +171,7 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     assert code == 0, run.stderr[-3000:]
     assert "Repairing" in run.stderr
     report = json.loads(stdout.strip().splitlines()[-1])
-    assert report["documents"] == 40 and report["failed"] == []
+    assert report["documents"] == n_docs and report["failed"] == []
 
     # 4. A clean build of the same folder elsewhere. Vectors are not compared with it, so a fake
     #    embedder recorded under the real model's id builds it quickly; a sample of the repaired
@@ -181,10 +182,10 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     settings = Settings(index_dir=clean_index, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
     fake = FakeEmbedder(model_id=MODEL_ID, dimension=384)
     clean_report = Ingestor(settings, embedder=fake, progress=False).run([corpus])
-    assert clean_report.added == 40 and clean_report.chunks == total
+    assert clean_report.added == n_docs and clean_report.chunks == total
 
     repaired, clean = snapshot(index), snapshot(clean_index)
-    assert set(repaired["docs"]) == set(clean["docs"]) and len(clean["docs"]) == 40
+    assert set(repaired["docs"]) == set(clean["docs"]) and len(clean["docs"]) == n_docs
     for doc_id, want in clean["docs"].items():
         got = repaired["docs"][doc_id]
         assert got.status == want.status == COMPLETE
