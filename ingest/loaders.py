@@ -152,13 +152,26 @@ def _load_html(data: bytes) -> Loaded:
     return Loaded(text=text, meta=meta)
 
 
+_WRAPPED = re.compile(r"(?<=\S)[ \t]*\n[ \t]*(?=[a-z])")
+_HYPHEN_WRAPPED = re.compile(r"(?<=[A-Za-z]-)\n(?=[a-z])")
+
+
+def unwrap_lines(text: str) -> str:
+    """Join lines a PDF wrapped inside a sentence (the next line starts in lower case).
+
+    Line breaks end sentences in cleaned text, so without this every wrapped line of a PDF would
+    cut a sentence in two. A hyphen at the end of a line is kept as printed.
+    """
+    return _WRAPPED.sub(" ", _HYPHEN_WRAPPED.sub("", text))
+
+
 def _load_pdf(data: bytes) -> Loaded:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        pages = [(page.extract_text() or "") for page in reader.pages]
+        pages = [unwrap_lines(page.extract_text() or "") for page in reader.pages]
         info = reader.metadata
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, AssertionError) as exc:
         raise BadFile(f"corrupt or unreadable PDF ({type(exc).__name__})") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.chunking import chunk_text
+from ingest.chunking import chunk_text, split_sentences
 from ingest.documents import build_document
 from ingest.loaders import load_file
 from ingest.pipeline import Ingestor
@@ -145,6 +145,25 @@ def test_pdf_pages_are_kept(tmp_path):
     check_chunks(doc.text, chunks, 60, 0)
     pages_seen = {doc.page_at(c.start) for c in chunks}
     assert pages_seen == {1, 2, 3}
+
+
+def test_pdf_wrapped_lines_do_not_cut_sentences(tmp_path):
+    lines = [
+        "Wrapped Report",
+        "The railway from Termez carries half of",
+        "the imports of Afghanistan and much of its",
+        "aid. It was built in 2011 by Uzbek rail-",
+        "ways and is operated by a subsidiary.",
+    ]
+    path = tmp_path / "wrapped.pdf"
+    path.write_bytes(make_pdf([lines]))
+    doc = build_document(path)
+    sentences = [doc.text[s:e] for s, e in split_sentences(doc.text)]
+    assert sentences == [
+        "Wrapped Report",
+        "The railway from Termez carries half of the imports of Afghanistan and much of its aid.",
+        "It was built in 2011 by Uzbek rail-ways and is operated by a subsidiary.",
+    ]
 
 
 def test_pdf_page_numbers_reach_chunk_metadata(tmp_path, fake_embedder, settings):
