@@ -106,7 +106,7 @@ def _load_text(data: bytes) -> Loaded:
                     meta = _normalize_meta(parsed)
                     text = "\n".join(lines[i + 1 :])
                     break
-    return Loaded(text=text, meta=meta)
+    return Loaded(text=unwrap_lines(text), meta=meta)  # hard-wrapped Markdown/text
 
 
 def _normalize_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -152,15 +152,17 @@ def _load_html(data: bytes) -> Loaded:
     return Loaded(text=text, meta=meta)
 
 
-_WRAPPED = re.compile(r"(?<=\S)[ \t]*\n[ \t]*(?=[a-z])")
-_HYPHEN_WRAPPED = re.compile(r"(?<=[A-Za-z]-)\n(?=[a-z])")
+_WRAPPED = re.compile(r"(?<=\S)[ \t]*\r?\n[ \t]*(?=[a-z])")
+_HYPHEN_WRAPPED = re.compile(r"(?<=[A-Za-z]-)\r?\n(?=[a-z])")
 
 
 def unwrap_lines(text: str) -> str:
-    """Join lines a PDF wrapped inside a sentence (the next line starts in lower case).
+    """Join lines wrapped inside a sentence (the next line starts in lower case): PDF lines,
+    hard-wrapped Markdown or text.
 
-    Line breaks end sentences in cleaned text, so without this every wrapped line of a PDF would
-    cut a sentence in two. A hyphen at the end of a line is kept as printed.
+    Line breaks end sentences in cleaned text, so without this every wrapped line would cut a
+    sentence in two. A hyphen at the end of a line is kept as printed. List items, headings and
+    lines starting with a capital or a digit are left alone.
     """
     return _WRAPPED.sub(" ", _HYPHEN_WRAPPED.sub("", text))
 

@@ -147,6 +147,28 @@ def test_pdf_pages_are_kept(tmp_path):
     assert pages_seen == {1, 2, 3}
 
 
+def test_hard_wrapped_markdown_keeps_sentences_whole(tmp_path):
+    path = tmp_path / "wrapped.md"
+    path.write_text(
+        "# Wrapped notes\n\n"
+        "The railway from Termez carries half of\n"
+        "the imports of Afghanistan and much of its\n"
+        "aid. It was built in 2011.\n\n"
+        "- First item\n"
+        "- second item stays a list item\n"
+        "Kazakhstan accredited envoys in April.\n"
+    )
+    doc = build_document(path)
+    assert [doc.text[s:e] for s, e in split_sentences(doc.text)] == [
+        "# Wrapped notes",
+        "The railway from Termez carries half of the imports of Afghanistan and much of its aid.",
+        "It was built in 2011.",
+        "- First item",
+        "- second item stays a list item",
+        "Kazakhstan accredited envoys in April.",
+    ]
+
+
 def test_pdf_wrapped_lines_do_not_cut_sentences(tmp_path):
     lines = [
         "Wrapped Report",
