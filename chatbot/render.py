@@ -143,6 +143,9 @@ def render_turn(i: int, turn: Turn) -> str:
             + (f'<div class="qa-nearest"><div class="qa-nearest-head">Closest evidence — shown for checking, '
                f'it does not answer the question:</div><ul>{nearest}</ul></div>' if nearest else "")
         )
+        if not f.empty:
+            body += ('<div class="qa-notice">Only documents matching your filters were searched '
+                     '(Settings → Filters).</div>')
         cls = "qa-refused"
     return (
         f'<div class="qa-turn" id="qa-turn-{i}">'

@@ -108,7 +108,7 @@ class WorkspaceUI:
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> gr.Blocks:
-        with gr.Blocks(title="Cited Q&A workspace", analytics_enabled=False) as demo:
+        with gr.Blocks(title="Cited Q&A workspace", analytics_enabled=False, fill_width=True) as demo:
             self.c.session = gr.State(None)
             gr.HTML('<div class="qa-header"><span class="qa-logo">❝</span><span>Cited Q&amp;A</span>'
                     '<span class="qa-header-sub">answers quote the documents, exactly</span></div>')
@@ -133,14 +133,14 @@ class WorkspaceUI:
                 with gr.Row(elem_classes="qa-ask-row"):
                     c.question = gr.Textbox(placeholder="Ask a question about the documents…", show_label=False,
                                             lines=1, max_lines=4, scale=8, elem_id="qa-question", autofocus=True)
-                    ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="qa-ask")
-                    self.ask_btn = ask_btn
+                    self.ask_btn = gr.Button("Ask", variant="primary", scale=0, min_width=90, elem_id="qa-ask")
                 with gr.Row(elem_classes="qa-tools-row"):
-                    self.new_btn = gr.Button("New conversation", size="sm", scale=0, min_width=0, elem_id="qa-new")
-                    for key, label in (("answer.md", "⤓ Answer .md"), ("answer.json", "⤓ Answer .json"),
-                                       ("conversation.md", "⤓ Conversation .md"),
-                                       ("conversation.json", "⤓ Conversation .json")):
-                        c.exports[key] = gr.DownloadButton(label, size="sm", visible=False, scale=0, min_width=0,
+                    # scale=0 sizes a button to min_width (not to its text): the widths fit the labels.
+                    self.new_btn = gr.Button("New conversation", size="sm", scale=0, min_width=125, elem_id="qa-new")
+                    for key, label, width in (("answer.md", "⤓ Answer .md", 100), ("answer.json", "⤓ Answer .json", 105),
+                                              ("conversation.md", "⤓ Conversation .md", 135),
+                                              ("conversation.json", "⤓ Conversation .json", 140)):
+                        c.exports[key] = gr.DownloadButton(label, size="sm", visible=False, scale=0, min_width=width,
                                                            elem_id="qa-export-" + key.replace(".", "-"))
                 with gr.Accordion("Latest answer as JSON", open=False):
                     c.answer_json = gr.JSON(value=None, elem_id="qa-answer-json")
@@ -160,7 +160,7 @@ class WorkspaceUI:
         gr.Markdown("**Delete a document** — removes it and all its passages from the index.")
         with gr.Row():
             c.delete_choice = gr.Dropdown(label="Document", choices=[], value=None, scale=4, elem_id="qa-delete-choice")
-            self.delete_btn = gr.Button("Delete…", variant="stop", scale=1, elem_id="qa-delete")
+            self.delete_btn = gr.Button("Delete…", variant="stop", scale=0, min_width=120, elem_id="qa-delete")
         with gr.Row(visible=False) as c.confirm_row:
             c.confirm_text = gr.HTML("")
             self.confirm_btn = gr.Button("Yes, delete it", variant="stop", size="sm", elem_id="qa-delete-confirm")
@@ -319,7 +319,7 @@ class WorkspaceUI:
     def confirm_delete(self, doc_id: str | None):
         if not doc_id:
             return [gr.Row(visible=False), "", render.render_message("Choose a document to delete first.", "error")]
-        doc = next((d for d in self.ws.summaries() if d.doc_id == doc_id), None)
+        doc = self.ws.summary(doc_id)
         if doc is None:
             return [gr.Row(visible=False), "", render.render_message("That document is no longer in the index.",
                                                                      "error")]

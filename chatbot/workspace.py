@@ -366,6 +366,10 @@ class Workspace:
             ))
         return out
 
+    def summary(self, doc_id: str) -> DocSummary | None:
+        record = next((r for r in self.service.retriever.documents() if r.doc_id == doc_id), None)
+        return self.summaries([record])[0] if record else None
+
     def overview(self, examples: int = 6) -> Overview:
         records = self.documents()
         docs = self.summaries(records)
@@ -438,7 +442,7 @@ class Workspace:
             return None
         _, turn, citation = found
         text = self.text(citation.doc_id)
-        doc = next((d for d in self.summaries(self.service.retriever.documents()) if d.doc_id == citation.doc_id), None)
+        doc = self.summary(citation.doc_id)
         if text is None:
             return SourceView(doc, citation.title, "", 0, 0, [], citation, missing=True)
         others = [c for c in turn.answer.citations + turn.answer.evidence
@@ -651,7 +655,9 @@ class Workspace:
         turns = session.turns[-1:] if scope == "answer" else session.turns
         if not turns:
             raise QAError("Nothing to export yet: ask a question first.")
-        docs = {d.doc_id: d for d in self.summaries(self.service.retriever.documents())}
+        cited = {c.doc_id for t in turns for c in t.answer.citations + t.answer.evidence}
+        records = [r for r in self.service.retriever.documents() if r.doc_id in cited]
+        docs = {d.doc_id: d for d in self.summaries(records)}
         return {
             "format": EXPORT_FORMAT,
             "scope": scope,
