@@ -23,6 +23,8 @@ from chatbot.workspace import (
 )
 
 _MARKER = re.compile(r"\[(\d+)\]")
+UNSUPPORTED = "(unsupported)"
+UNSUPPORTED_TIP = "The cited passages do not support this sentence: check it before relying on it."
 
 
 def esc(value: object) -> str:
@@ -82,12 +84,16 @@ def render_start(overview: Overview, max_docs: int = 8) -> str:
 
 
 # ------------------------------------------------------------------------------ transcript
-def render_transcript(session: Session, pending: str | None = None) -> str:
+def render_transcript(session: Session, pending: str | None = None, draft: str = "") -> str:
+    """The conversation; ``pending``: a question being answered (``draft``: its answer so far)."""
     parts = [render_turn(i, t) for i, t in enumerate(session.turns)]
     if pending is not None:
+        status = (f'<div class="qa-a-text">{esc(draft)}</div><div class="qa-a-meta"><span class="qa-spinner"></span>'
+                  'writing; citations are checked when the answer is complete…</div>' if draft else
+                  '<span class="qa-spinner"></span>Searching the documents…')
         parts.append(
             f'<div class="qa-turn"><div class="qa-q"><span class="qa-who">You</span>{esc(pending)}</div>'
-            '<div class="qa-a qa-pending"><span class="qa-spinner"></span>Searching the documents…</div></div>'
+            f'<div class="qa-a qa-pending">{status}</div></div>'
         )
     return f'<div class="qa-transcript">{"".join(parts)}</div>'
 
@@ -110,7 +116,8 @@ def answer_html(turn_index: int, turn: Turn) -> str:
         out.append(_cite_button(cite_key(turn_index, c), c.n, c.title))
         last = m.end()
     out.append(esc(text[last:]))
-    return "".join(out)
+    # LLM answers flag sentences their citations do not support (chatbot/generative.py)
+    return "".join(out).replace(UNSUPPORTED, f'<span class="qa-unsupported" title="{UNSUPPORTED_TIP}">{UNSUPPORTED}</span>')
 
 
 def render_turn(i: int, turn: Turn) -> str:
@@ -118,7 +125,7 @@ def render_turn(i: int, turn: Turn) -> str:
     meta = []
     if a.standalone_question and a.standalone_question != turn.question:
         meta.append(f"read as “{esc(a.standalone_question)}”")
-    meta.append("LLM" if a.mode == "llm" else "extractive")
+    meta.append(esc(a.mode) if a.mode.startswith("llm") else "extractive")
     if a.supported:
         meta.append(f"confidence {a.confidence:.2f}")
     if a.timings_ms.get("total"):
@@ -150,9 +157,23 @@ def render_turn(i: int, turn: Turn) -> str:
     return (
         f'<div class="qa-turn" id="qa-turn-{i}">'
         f'<div class="qa-q"><span class="qa-who">You</span>{esc(turn.question)}</div>'
-        f'<div class="qa-a {cls}">{body}{notice}<div class="qa-a-meta">{" · ".join(meta)}</div></div>'
+        f'<div class="qa-a {cls}">{body}{notice}{_claims(a)}<div class="qa-a-meta">{" · ".join(meta)}</div></div>'
         '</div>'
     )
+
+
+def _claims(a) -> str:
+    """For LLM answers: each sentence of the model's answer and how well its sources support it."""
+    if not a.mode.startswith("llm") or not a.claims:
+        return ""
+    items = "".join(
+        f'<li class="{"qa-ok" if c.supported else "qa-bad"}">{"✓" if c.supported else "✗"} {esc(c.text)} '
+        f'<span class="qa-muted">— {"cites " + ", ".join(f"[{n}]" for n in c.citations) if c.citations else "no citation"}'
+        f', support {c.support:.2f}</span></li>'
+        for c in a.claims
+    )
+    return (f'<details class="qa-claims"><summary>Sentence checks ({sum(c.supported for c in a.claims)} of '
+            f'{len(a.claims)} supported)</summary><ul>{items}</ul></details>')
 
 
 def _clip(text: str, n: int) -> str:

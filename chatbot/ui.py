@@ -198,6 +198,7 @@ class WorkspaceUI:
         ask_inputs = [c.question, c.session, *c.settings]
         ask_outputs = [c.transcript, c.start, c.evidence, c.source, c.session, c.question, c.ask_error,
                        c.answer_json, *c.exports.values()]
+        self._ask_outputs = ask_outputs
         pending = gr.on([c.question.submit, self.ask_btn.click], self.show_pending, [c.question, c.session],
                         [c.transcript, c.start, c.ask_error], api_visibility="private", queue=False)
         pending.then(self.respond, ask_inputs, ask_outputs, api_name="respond")
@@ -252,10 +253,14 @@ class WorkspaceUI:
         session = session or Session()
         try:
             options = self.ws.options(mode, top_k, sources, documents, date_from, date_to)
-            turn = self.ws.ask(session, question, options)
+            for item in self.ws.ask_stream(session, question, options):
+                if isinstance(item, str):  # the draft of a streaming (LLM) answer
+                    draft = render.render_transcript(session, pending=(question or "").strip(), draft=item)
+                    yield [draft, *[gr.skip()] * (len(self._ask_outputs) - 1)]
+                else:
+                    yield self._ask_view(session, answer=item.answer.to_json())
         except (QAError, IngestError) as exc:
-            return self._ask_view(session, error=str(exc), keep_question=True)
-        return self._ask_view(session, answer=turn.answer.to_json())
+            yield self._ask_view(session, error=str(exc), keep_question=True)
 
     def _ask_view(self, session: Session, error: str | None = None, answer: dict | None = None,
                   keep_question: bool = False) -> list:

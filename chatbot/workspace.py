@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer, Citation, Filters, QAError
@@ -401,6 +401,27 @@ class Workspace:
         turn = Turn(question=(question or "").strip(), answer=answer, asked_at=now_iso(), options=options)
         session.turns.append(turn)
         return turn
+
+    def ask_stream(self, session: Session, question: str, options: AskOptions | None = None) -> Iterator[str | Turn]:
+        """Like ``ask``, but while a streaming answerer writes (LLM mode, when the service offers
+        ``answer_stream`` yielding text pieces and then the ``Answer``) yields the draft so far;
+        always ends with the finished ``Turn``."""
+        options = options or AskOptions()
+        stream = getattr(self.service, "answer_stream", None)
+        if options.mode != "llm" or stream is None:
+            yield self.ask(session, question, options)
+            return
+        history = session.history()
+        draft = ""
+        for item in stream(question, history, options):
+            if isinstance(item, Answer):
+                turn = Turn(question=(question or "").strip(), answer=item, asked_at=now_iso(), options=options)
+                session.turns.append(turn)
+                yield turn
+                return
+            draft += str(item)
+            yield draft
+        raise QAError("The answerer stopped without an answer: try again, or switch to extractive mode.")
 
     @staticmethod
     def options(mode: str | None, top_k: float | int | None, sources: Sequence[str] | None = None,

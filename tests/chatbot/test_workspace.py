@@ -360,3 +360,40 @@ def test_only_markers_of_real_citations_become_buttons():
     turn.answer.text += " [7]"
     html = render.answer_html(0, turn)
     assert html.count('class="qa-cite"') == 1 and "[7]" in html
+
+
+def test_ask_stream_yields_the_growing_draft_then_the_turn(ws, monkeypatch):
+    final = Answer(question="q", text="Done [1]", supported=True)
+
+    def answer_stream(question, history, options):
+        assert options.mode == "llm"
+        yield "Oriel"
+        yield " Fenwick"
+        yield final
+
+    monkeypatch.setattr(ws.service, "answer_stream", answer_stream, raising=False)
+    session = Session()
+    items = list(ws.ask_stream(session, "Who keeps it?", AskOptions(mode="llm")))
+    assert items[:2] == ["Oriel", "Oriel Fenwick"]
+    assert isinstance(items[2], Turn) and items[2].answer is final and session.turns == [items[2]]
+    # extractive answers do not stream
+    items = list(ws.ask_stream(session, "Who keeps the Brelloway lighthouse?", AskOptions()))
+    assert len(items) == 1 and isinstance(items[0], Turn) and len(session.turns) == 2
+
+
+def test_unsupported_llm_sentences_are_flagged():
+    turn = _hostile_turn()
+    turn.answer.text = "A claim the sources do not back. (unsupported) " + turn.answer.text
+    html = render.answer_html(0, turn)
+    assert '<span class="qa-unsupported"' in html
+
+
+def test_llm_sentence_checks_are_listed_and_escaped():
+    from chatbot.types import Claim
+
+    turn = _hostile_turn()
+    turn.answer.mode = "llm:llamacpp"
+    turn.answer.claims = [Claim("<img src=x> Rahmon did it.", (1,), 0.81, True), Claim("Nobody else.", (), 0.2, False)]
+    html = render.render_turn(0, turn)
+    assert "Sentence checks (1 of 2 supported)" in html and "support 0.81" in html and "no citation" in html
+    assert_inert(html)
