@@ -211,7 +211,8 @@ class WorkspaceUI:
         self.new_btn.click(self.new_conversation, [c.session], ask_outputs, api_visibility="private")
 
         library_outputs = [c.upload_result, c.upload, *refresh_outputs]
-        c.upload.upload(self.on_upload, [c.upload, c.session], library_outputs, api_visibility="private")
+        c.upload.upload(self.on_upload, [c.upload, c.session], library_outputs, api_visibility="private",
+                        show_progress_on=[c.upload])
         self.delete_btn.click(self.confirm_delete, [c.delete_choice], [c.confirm_row, c.confirm_text, c.delete_result],
                               api_visibility="private")
         self.cancel_btn.click(lambda: gr.Row(visible=False), None, [c.confirm_row], api_visibility="private")

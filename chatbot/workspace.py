@@ -336,7 +336,7 @@ class Workspace:
 
     # ----------------------------------------------------------------- corpus
     def documents(self) -> list[DocRecord]:
-        return sorted(self.service.documents(), key=lambda r: (r.title.lower(), r.doc_id))
+        return sorted(self.service.documents(), key=lambda r: (re.sub(r"^\W+", "", r.title).lower(), r.doc_id))
 
     def text(self, doc_id: str) -> str | None:
         """Stored text of a document (cached: ids are content hashes, so a text never changes)."""

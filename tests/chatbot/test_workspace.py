@@ -397,3 +397,21 @@ def test_llm_sentence_checks_are_listed_and_escaped():
     html = render.render_turn(0, turn)
     assert "Sentence checks (1 of 2 supported)" in html and "support 0.81" in html and "no citation" in html
     assert_inert(html)
+
+
+def test_pdf_upload_cites_its_page(ws):
+    from tests.ingest.helpers import make_pdf
+
+    pdf = make_pdf([["The Ostrava ledger opens with a list of mills."],
+                    ["On the second page the Ostrava ledger records that the Kelmscott mill burned in 1911."]],
+                   title="Ostrava ledger")
+    (outcome,) = ws.upload([("ledger.pdf", pdf)]).outcomes
+    assert outcome.ok, outcome.message
+    session = Session()
+    turn = ws.ask(session, "When did the Kelmscott mill burn?")
+    c = next(c for c in turn.answer.citations + turn.answer.evidence if "Kelmscott" in c.quote)
+    assert c.page == 2
+    key = cite_key(0, c, evidence=not turn.answer.supported)
+    assert "page 2" in render.render_evidence(session, ws.context)
+    assert "page 2" in render.render_source(ws.source_view(session, key))
+    assert next(d for d in ws.summaries() if d.doc_id == c.doc_id).n_pages == 2
