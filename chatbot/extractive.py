@@ -122,8 +122,19 @@ def candidates(passages: Sequence[Passage]) -> list[Candidate]:
             if key in seen:
                 continue
             seen.add(key)
-            out.append(Candidate(p, rank, c.doc_id, p.chunk.title, s, e, c.text[s - c.start : e - c.start]))
+            text = c.text[s - c.start : e - c.start]
+            if is_heading(text, p.chunk.title):
+                continue
+            out.append(Candidate(p, rank, c.doc_id, p.chunk.title, s, e, text))
     return out
+
+
+def is_heading(sentence: str, title: str) -> bool:
+    """The document title or a short line without final punctuation: a label, not a statement."""
+    bare = sentence.strip().lstrip("#").strip()
+    if bare.lower() == title.strip().lower():
+        return True
+    return len(bare.split()) <= 8 and not bare.endswith((".", "!", "?", "…", "”", '"', "’", "'", ")", ":"))
 
 
 def score_candidates(profile: QuestionProfile, cands: list[Candidate],
