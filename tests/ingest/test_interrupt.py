@@ -80,7 +80,8 @@ class IngestProcess:
 
 
 def stored_chunk_rows(index: Path) -> int:
-    """Chunk rows committed to Chroma's SQLite file, read-only (safe while ingest is writing)."""
+    """Chunk rows committed to Chroma's SQLite file, read-only (safe while ingest is writing).
+    0 while the file is locked or has a transaction to roll back: use only to poll."""
     db = index / "chroma.sqlite3"
     if not db.exists():
         return 0
@@ -111,28 +112,30 @@ def snapshot(index: Path) -> dict:
             "published": getattr(store, "published_state", lambda: None)()}
 
 
-_COUNT_PENDING = """
-import sys
+_INSPECT = """
+import json, sys
 from pathlib import Path
 from ingest.embed import MODEL_ID
 from ingest.settings import Settings
 from ingest.store import COMPLETE, IndexStore
 store = IndexStore(Settings(index_dir=Path(sys.argv[1]), chunk_size=int(sys.argv[2]), chunk_overlap=int(sys.argv[3])),
                    MODEL_ID, 384).open(create=False)
-print(sum(1 for r in store.list_documents() if r.status != COMPLETE))
+docs = store.list_documents()
+print(json.dumps({"pending": sum(1 for r in docs if r.status != COMPLETE), "chunks": store.count_chunks()}))
 """
 
 
-def pending_documents(index: Path) -> int:
-    """Unfinished documents, counted by a separate process: Chroma's persistent mode must not be
-    opened by this process while `python -m ingest` processes write the same folder (a client
-    caches segment state and goes stale)."""
+def inspect_index(index: Path) -> dict:
+    """Unfinished documents and stored chunks, counted by a separate process: Chroma's persistent
+    mode must not be opened by this process while `python -m ingest` processes write the same
+    folder (a client caches segment state and goes stale). Chroma also rolls back a transaction
+    left open by kill -9, which a read-only SQLite connection cannot."""
     result = subprocess.run(
-        [sys.executable, "-c", _COUNT_PENDING, str(index), str(CHUNK_SIZE), str(CHUNK_OVERLAP)],
+        [sys.executable, "-c", _INSPECT, str(index), str(CHUNK_SIZE), str(CHUNK_OVERLAP)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    return int(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder):
@@ -152,7 +155,7 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     assert code == 130, run.stderr[-2000:]
     assert "Interrupted" in run.stderr and "again" in run.stderr
     assert "Traceback" not in run.stderr
-    assert pending_documents(index) > 0  # really left unfinished
+    assert inspect_index(index)["pending"] > 0  # really left unfinished
 
     # 2. kill -9 once the first group's chunks are in the index, while the next group is embedded.
     run = IngestProcess(corpus, index)
@@ -162,8 +165,8 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     run.proc.kill()
     run.finish()
     assert run.proc.returncode == -signal.SIGKILL
-    assert 0 < stored_chunk_rows(index) < total
-    assert pending_documents(index) > 0
+    state = inspect_index(index)
+    assert 0 < state["chunks"] < total and state["pending"] > 0, state
 
     # 3. Re-run to completion: repaired.
     run = IngestProcess(corpus, index)
