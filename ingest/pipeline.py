@@ -223,7 +223,6 @@ class Ingestor:
     def _write_new(self, new_docs: list[_Pending]) -> None:
         if not new_docs:
             return
-        self.store.put_documents([p.record for p in new_docs])  # pending: the repair marker
         remaining = {p.record.doc_id: p.record.n_chunks for p in new_docs}
         by_id = {p.record.doc_id: p.record for p in new_docs}
         items = [(c, p.record) for p in new_docs for c in p.chunks]
@@ -231,7 +230,9 @@ class Ingestor:
         empty = [d for d, n in remaining.items() if n == 0]
         bar = self._bar(total=len(items))
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-writer")
-        inflight: Future | None = None
+        # One writer thread, so its jobs run in order: the pending records (the repair marker) are
+        # stored before any chunk, while the model loads and encodes the first group meanwhile.
+        inflight: Future | None = writer.submit(self.store.put_documents, [p.record for p in new_docs])
         try:
             for i in range(0, len(items), EMBED_GROUP):
                 group = items[i : i + EMBED_GROUP]

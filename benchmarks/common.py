@@ -1,0 +1,130 @@
+"""Small helpers shared by the benchmark scripts: paths, data readers, machine info, results files."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+BENCH = SHARED / "bench"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+CACHE_DIR = ROOT / "benchmarks" / ".cache"  # git-ignored
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        raise SystemExit(f"benchmark data not found: {path} (expected ../shared/bench beside the project)")
+    return path
+
+
+def ag_news(limit: int | None = None) -> Iterator[tuple[str, str, str]]:
+    """(class, title, description) rows of AG News test.csv (no header)."""
+    with open(require(BENCH / "ag_news" / "test.csv"), encoding="utf-8", newline="") as fh:
+        for i, row in enumerate(csv.reader(fh)):
+            if limit is not None and i >= limit:
+                return
+            yield row[0], row[1], row[2]
+
+
+def scifact_corpus(limit: int | None = None) -> list[dict]:
+    out = []
+    with open(require(BENCH / "scifact" / "corpus.jsonl"), encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                out.append(json.loads(line))
+                if limit is not None and len(out) >= limit:
+                    break
+    return out
+
+
+def scifact_queries() -> dict[str, str]:
+    with open(require(BENCH / "scifact" / "queries.jsonl"), encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return {str(r["_id"]): r["text"] for r in rows}
+
+
+def scifact_qrels() -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with open(require(BENCH / "scifact" / "qrels" / "test.tsv"), encoding="utf-8") as fh:
+        next(fh)  # header
+        for line in fh:
+            if line.strip():
+                q, d, s = line.rstrip("\n").split("\t")
+                qrels.setdefault(q, {})[d] = int(s)
+    return qrels
+
+
+def markdown_file(title: str, body: str) -> str:
+    """A corpus .md file with a YAML front-matter title (JSON strings are valid YAML scalars)."""
+    title = " ".join(title.split())
+    return f"---\ntitle: {json.dumps(title, ensure_ascii=False)}\n---\n{body.strip()}\n"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    try:
+        nproc = len(os.sched_getaffinity(0))
+    except AttributeError:
+        nproc = os.cpu_count()
+    info: dict[str, Any] = {
+        "nproc": nproc,
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    for name in ("torch", "sentence_transformers", "onnxruntime"):
+        try:
+            info[name] = __import__(name).__version__
+        except Exception:
+            pass
+    return info
+
+
+def command_line() -> str:
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(ROOT)
+    except ValueError:
+        pass
+    return shlex.join(["python", str(script), *sys.argv[1:]])
+
+
+def update_results(path: Path, key: str, result: dict[str, Any]) -> None:
+    """Keep the latest result per configuration ``key`` in a JSON file (``{"runs": {key: ...}}``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    data.setdefault("runs", {})[key] = result
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,62 @@
+"""The ONNX Runtime backend: exported locally into a cache folder, same vectors as PyTorch (fp32)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")  # needed to export/quantise (see requirements.txt)
+pytest.importorskip("onnxruntime")
+
+from ingest.embed import MODEL_ID, SentenceTransformerEmbedder  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "Kyiv's grain exports rose in May.",
+    "",
+    "A much longer paragraph about monetary policy, inflation expectations and the central bank's "
+    "decision to hold rates, repeated to make it long. " * 12,
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def _models_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture
+def models_dir(_models_folder, monkeypatch):
+    """The export cache of this module (the autouse fixture clears QA_* first, so set it per test)."""
+    monkeypatch.setenv("QA_MODELS_DIR", str(_models_folder))
+    return _models_folder
+
+
+def test_onnx_fp32_matches_torch_and_is_cached(models_dir, real_embedder):
+    onnx = SentenceTransformerEmbedder(backend="onnx")
+    assert onnx.model_id == MODEL_ID  # same vectors: indexes stay interchangeable with torch ones
+    vectors = onnx.embed_documents(TEXTS)
+    reference = real_embedder.embed_documents(TEXTS)
+    assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (vectors * reference).sum(axis=1).min() > 0.9999
+    query = onnx.embed_query("grain exports")
+    assert float(query @ real_embedder.embed_query("grain exports")) > 0.9999
+    exported = list(models_dir.rglob("*.onnx"))
+    assert [p.name for p in exported] == ["model.onnx"]  # int8 only when asked for
+    mtime = exported[0].stat().st_mtime
+    SentenceTransformerEmbedder(backend="onnx").warm_up()  # second use: loaded, not exported again
+    assert exported[0].stat().st_mtime == mtime
+
+
+def test_onnx_int8_is_close_and_recorded_as_another_model(models_dir, real_embedder):
+    int8 = SentenceTransformerEmbedder(backend="onnx-int8")
+    assert int8.model_id != MODEL_ID  # its vectors differ measurably: an index records it
+    vectors = int8.embed_documents(TEXTS)
+    reference = real_embedder.embed_documents(TEXTS)
+    assert (vectors * reference).sum(axis=1).mean() > 0.97
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="backend"):
+        SentenceTransformerEmbedder(backend="tensorrt")
