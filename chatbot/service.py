@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Generator, Iterator, Sequence
 
 from chatbot import conversation
 from chatbot.extractive import (
@@ -22,7 +22,7 @@ from chatbot.extractive import (
     to_citation,
 )
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
-from chatbot.types import Answer, Filters, QAError
+from chatbot.types import Answer, Claim, Filters, QAError
 from ingest.embed import Embedder, SentenceTransformerEmbedder
 from ingest.settings import Settings
 from ingest.store import COMPLETE, DocRecord, IndexStore, SourceDoc
@@ -103,6 +103,19 @@ class QAService:
 
     # ----------------------------------------------------------------- answer
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), options: AskOptions | None = None) -> Answer:
+        """Answer one question (with the conversation so far) with exact citations."""
+        answer = None
+        for item in self._run(question, history, options):
+            answer = item
+        assert isinstance(answer, Answer)
+        return answer
+
+    def answer_stream(self, question: str, history: Sequence[tuple[str, str]] = (),
+                      options: AskOptions | None = None) -> Iterator[str | Answer]:
+        """Yield pieces of draft text while an LLM writes (LLM mode only), then the final Answer."""
+        return self._run(question, history, options)
+
+    def _run(self, question: str, history, options: AskOptions | None) -> Iterator[str | Answer]:
         options = options or AskOptions()
         question = (question or "").strip()
         if not question:
@@ -120,11 +133,11 @@ class QAService:
         t2 = time.perf_counter()
         answer = self._extractive(question, standalone, passages)
         if options.mode == "llm":
-            answer = self._generative(question, standalone, passages, answer)
+            answer = yield from self._generative(question, standalone, passages, answer)
         timings["answer"] = (time.perf_counter() - t2) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         answer.timings_ms = timings
-        return answer
+        yield answer
 
     def _standalone(self, question: str, history, options: AskOptions) -> str:
         if not history:
@@ -150,21 +163,25 @@ class QAService:
         chosen = select(ranked, self.extractive)
         citations = [to_citation(i, c, min(1.0, c.coverage + 0.5 * c.context), self._page(pages, c))
                      for i, c in enumerate(chosen, 1)]
-        from chatbot.types import Claim
-
         claims = [Claim(c.quote, (c.n,), c.support, True) for c in citations]
         text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
         return Answer(question=question, text=text, supported=True, citations=citations, claims=claims,
                       standalone_question=standalone, confidence=confidence)
 
-    def _generative(self, question: str, standalone: str, passages: list[Passage], fallback: Answer) -> Answer:
+    def _generative(self, question: str, standalone: str, passages: list[Passage],
+                    fallback: Answer) -> Generator[str, None, Answer]:
+        """Yields draft text pieces; returns the checked LLM answer, or the extractive one with a notice."""
         if self.llm is None:
             fallback.notice = "No LLM is configured (set QA_LLM); showing the extractive answer."
             return fallback
         from chatbot.generative import LLMUnavailable
 
         try:
-            return self.llm.answer(question, standalone, passages, fallback)
+            for item in self.llm.answer_stream(question, standalone, passages, fallback):
+                if isinstance(item, Answer):
+                    return item
+                yield item
+            raise LLMUnavailable("no answer was produced")
         except LLMUnavailable as exc:
             fallback.notice = f"The LLM could not answer ({exc}); showing the extractive answer."
             return fallback
