@@ -4,6 +4,12 @@ Built from the chunks stored in Chroma at the end of every ingest run that chang
 saved next to the index under a *state token* (a hash of the set of complete documents). Readers
 load it once; if the token no longer matches the index (a run was interrupted before the rebuild),
 ``load_or_build`` rebuilds it once and saves it. It is never rebuilt per query.
+
+Scoring: BM25 (Lucene variant) with ``BM25_PARAMS``. Each chunk is indexed with its document's
+title in front (``BM25_TITLE``; not when the chunk already starts with it), so a chunk that never
+repeats the subject its document is about still matches it. A saved index built with other
+settings is treated as missing, so changing them here rebuilds the index once, on the next ingest
+or query. The values were chosen on BEIR SciFact and checked on the QA evals (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+BM25_PARAMS = {"method": "lucene", "k1": 1.5, "b": 0.75}
+BM25_TITLE = True  # prefix each chunk's indexed text with its document title
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
     """a an and are as at be been being but by did do does doing for from had has have having he her
@@ -55,7 +63,7 @@ class LexicalIndex:
         return len(self.chunk_ids)
 
     @classmethod
-    def build(cls, items: Iterable[tuple[str, str]], token: str) -> "LexicalIndex":
+    def build(cls, items: Iterable[tuple[str, str]], token: str, params: dict | None = None) -> "LexicalIndex":
         import bm25s
 
         chunk_ids: list[str] = []
@@ -63,7 +71,7 @@ class LexicalIndex:
         for chunk_id, text in items:
             chunk_ids.append(chunk_id)
             corpus.append(tokenize(text) or ["\u2205"])  # bm25s needs a token per document
-        retriever = bm25s.BM25()
+        retriever = bm25s.BM25(**(params or BM25_PARAMS))
         if corpus:
             retriever.index(corpus, show_progress=False)
         return cls(chunk_ids, retriever if corpus else None, token)
@@ -119,6 +127,7 @@ class LexicalIndex:
             self._retriever.save(str(tmp / "bm25"), show_progress=False)
         (tmp / "chunk_ids.json").write_text(json.dumps(self.chunk_ids))
         (tmp / "token").write_text(self.token)
+        (tmp / "settings.json").write_text(json.dumps(index_settings()))
         old = directory.with_name(directory.name + ".old")
         if old.exists():
             shutil.rmtree(old)
@@ -135,15 +144,36 @@ class LexicalIndex:
         try:
             token = (directory / "token").read_text()
             chunk_ids = json.loads((directory / "chunk_ids.json").read_text())
+            if json.loads((directory / "settings.json").read_text()) != index_settings():
+                return None  # built with other BM25 settings: rebuild
             retriever = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if chunk_ids else None
         except (OSError, ValueError):
             return None
         return cls(chunk_ids, retriever, token)
 
 
+def index_settings() -> dict:
+    """What a saved index must have been built with to be reused (saved beside it)."""
+    return {"bm25": dict(BM25_PARAMS), "title": BM25_TITLE}
+
+
+def indexed_text(text: str, meta: dict | None) -> str:
+    """The text BM25 indexes for a stored chunk: its document title, then the chunk."""
+    title = str((meta or {}).get("title") or "").strip()
+    if BM25_TITLE and title and not text.startswith(title):
+        return f"{title}\n{text}"
+    return text
+
+
+def build_from_store(store, token: str | None = None) -> LexicalIndex:
+    """Build (without saving) from every chunk in the store."""
+    items = ((cid, indexed_text(text, meta)) for cid, text, meta in store.iter_chunks())
+    return LexicalIndex.build(items, token or store.state_token())
+
+
 def rebuild(store) -> LexicalIndex:
     """Build from every chunk in the store and save it under the store's current state token."""
-    index = LexicalIndex.build(((cid, text) for cid, text, _ in store.iter_chunks()), store.state_token())
+    index = build_from_store(store)
     index.save(store.lexical_dir())
     store.publish_state(index.token)
     return index
