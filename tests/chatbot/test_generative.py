@@ -9,11 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,6 +35,7 @@ from chatbot.types import Answer, QAError
 from ingest.store import StoredChunk
 from ingest.types import Chunk
 from tests.chatbot.helpers import assert_citation_invariants
+from tests.servers import free_port, serve
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +51,6 @@ def gguf_path() -> Path:
     path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.is_file(), path
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_generative_invariants(answer: Answer, service: QAService, mode: str) -> None:
@@ -110,36 +101,11 @@ def llama_server(tmp_path_factory):
     """`python -m llama_cpp.server` with SmolLM2 on 127.0.0.1 and a free port; yields the /v1 URL."""
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     port = free_port()
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer within 300 s: {log_path.read_text()[-2000:]}")
-            time.sleep(0.3)
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "2048"]
+    with serve(cmd, f"{url}/models", log_path, "llama_cpp.server", timeout=300):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ingest.settings import Settings
+from tests.servers import free_port, serve
 from tests.ingest.helpers import REPO_ROOT, SEED_MD, SEED_RAW, FakeEmbedder
 
 
@@ -57,12 +55,6 @@ def seed_corpus(tmp_path) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def chroma_server(tmp_path):
     """`chroma run` on 127.0.0.1 and a free port; yields its URL; stopped at teardown."""
@@ -70,34 +62,8 @@ def chroma_server(tmp_path):
     if not exe.exists():
         pytest.skip(f"{exe} not found")
     port = free_port()
-    log = open(tmp_path / "chroma.log", "wb")
-    proc = subprocess.Popen(
-        [str(exe), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}: {(tmp_path / 'chroma.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("chroma run did not answer within 120 s")
-            time.sleep(0.2)
+    cmd = [str(exe), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)]
+    with serve(cmd, f"{url}/api/v2/heartbeat", tmp_path / "chroma.log", "chroma run", timeout=120, poll=0.2,
+               env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()

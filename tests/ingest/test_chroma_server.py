@@ -76,7 +76,7 @@ def test_ingest_into_a_chroma_server(chroma_server, seed_corpus, tmp_path, real_
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path, seed_corpus):
-    from tests.ingest.conftest import free_port
+    from tests.servers import free_port
 
     settings = Settings(index_dir=tmp_path / "local", chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(IngestError, match="127.0.0.1"):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -19,12 +17,6 @@ CHROMIUM = os.environ.get("QA_TEST_CHROMIUM") or shutil.which("chromium") or "/u
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT = 900  # seconds: the first start embeds the corpus on a possibly busy 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -37,33 +29,10 @@ def app_url(tmp_path_factory):
                QA_MAX_UPLOAD_MB="2", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
                ANONYMIZED_TELEMETRY="False", PYTHONUNBUFFERED="1", TMPDIR=str(root))
     log_path = root / "app.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not serve within {START_TIMEOUT} s:\n{log_path.read_text(errors='replace')[-4000:]}")
-            time.sleep(1)
+    with serve([sys.executable, str(REPO_ROOT / "app.py")], url, log_path, "app.py", timeout=START_TIMEOUT,
+               poll=1, cwd=REPO_ROOT, env=env):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,49 @@
+"""Start a real server process on 127.0.0.1 for a test, wait until it answers, always stop it."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(cmd: Sequence[str], ready_url: str, log_path: Path, name: str, timeout: float,
+          poll: float = 0.3, **popen_kwargs) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` (output to ``log_path``) until ``ready_url`` answers 200; terminate it on exit."""
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, **popen_kwargs)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not answer within {timeout} s:\n{log_path.read_text(errors='replace')[-4000:]}")
+            time.sleep(poll)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
