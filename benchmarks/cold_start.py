@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
-from latency import ROOT, free_port, loadavg, run_context, say, uptime_load, write_result  # noqa: E402
+from latency import USER_OMP, ROOT, free_port, loadavg, run_context, say, uptime_load, write_result  # noqa: E402
 
 QUESTION = "Which country most recently accredited Taliban envoys, and when?"
 
@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                "http_up_s": round(statistics.median(r["http_up_s"] for r in runs), 2),
                "first_answer_call_s": round(statistics.median(r["first_answer_call_s"] for r in runs), 2),
                "index": label, "ingest_check": not args.no_ingest, "runs": runs}
-    omp = os.environ.get("OMP_WAIT_POLICY")
-    figures["env"] = {"OMP_WAIT_POLICY": omp} if omp else {}
+    omp = USER_OMP  # as set by the caller; the project may set its own default when torch loads
+    figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": omp}  # the app applies its own default otherwise
     key = label + (",no-ingest" if args.no_ingest else "") + (f",OMP_WAIT_POLICY={omp}" if omp else "")
     path = write_result("cold_start", key, figures, run_context(started_uptime, started_load))
     say(f"written to {path}")

@@ -37,6 +37,12 @@
    the cached data under ``benchmarks/.cache/latency-N/server/``); the project uses it through
    ``Settings(chroma_url=...)`` (``QA_CHROMA_URL``), the baseline through the same HttpClient.
 
+Also reported: CPU time per answer, the stages the service times (condense / retrieve / answer) and
+the parts of an answer timed by wrapping them (query embedding, dense search, BM25, ...).
+``--profile FILE`` writes a cProfile of the timed answers. The environment's ``OMP_WAIT_POLICY``
+(PyTorch's OpenMP threads spin-wait by default, which costs a lot when the 2 cores are busy) is
+recorded and becomes part of the results key, so runs with ``OMP_WAIT_POLICY=PASSIVE`` are kept apart.
+
 Last stdout line: ``{"chunks": N, "p50_ms": x, "p95_ms": y, "rss_mb": z, "baseline_p50_ms": a,
 "baseline_p95_ms": b, ...}``. Each run is also kept in ``benchmarks/results/latency.json`` (latest
 run per configuration, with date, command, CPU, and the load average: the machine is shared).
@@ -72,6 +78,8 @@ EMB_CACHE = CACHE / "latency-embeddings"
 BUILD_VERSION = 1  # bump when the way the index is composed changes (rebuilds the cached indexes)
 DEFAULT_BASE = 10_000
 JITTER = 0.1  # norm of the Gaussian jitter added to a reused (unit) vector: cosine ~ 1/sqrt(1.01)
+
+USER_OMP = os.environ.get("OMP_WAIT_POLICY")  # before anything (ingest.embed) sets a default
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -795,8 +803,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"that reuse their originals' embeddings (plus jitter {JITTER}); the other "
                             f"{info.get('original_chunks')} were embedded for real. rss_mb is the peak RSS of "
                             "this process before the baseline's model was loaded.")
-        omp = os.environ.get("OMP_WAIT_POLICY")
-        figures["env"] = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ}
+        omp = USER_OMP  # as set by the caller; the project may set its own default when torch loads
+        figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": omp,
+                          "OMP_WAIT_POLICY_effective": os.environ.get("OMP_WAIT_POLICY")}
         key = f"chunks={args.chunks}" + (",server" if args.server else "") + (f",OMP_WAIT_POLICY={omp}" if omp else "")
         path = write_result("latency", key, figures, run_context(started_uptime, started_load))
         say(f"written to {path}")

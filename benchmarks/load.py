@@ -37,7 +37,6 @@ import argparse
 import hashlib
 import html
 import json
-import os
 import statistics
 import sys
 import threading
@@ -50,7 +49,7 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
 from cold_start import answer_json, client, error_html, respond_args, start_app, transcript_html  # noqa: E402
-from latency import BENCH, ROOT, loadavg, percentile, run_context, say, uptime_load, write_result  # noqa: E402
+from latency import USER_OMP, BENCH, loadavg, percentile, run_context, say, uptime_load, write_result  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------- questions
@@ -264,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
             if host not in ("127.0.0.1", "localhost", "::1"):
                 p.error("--url must be on this machine (127.0.0.1 or localhost)")
             url, target = args.url, args.url
-            app_rss = None
         else:
             index, _ = latency.ensure_index(args.chunks)
             app, c, up = start_app(index)
@@ -281,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if app is not None:
             app.stop()
-    omp = os.environ.get("OMP_WAIT_POLICY")
-    figures["env"] = {"OMP_WAIT_POLICY": omp} if omp else {}
+    omp = USER_OMP  # as set by the caller; the project may set its own default when torch loads
+    figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": omp}  # the app applies its own default otherwise
     key = f"sessions={args.sessions},seconds={args.seconds:g}," + figures["target"] + (
         ",shared-client" if args.shared_client else "") + (f",OMP_WAIT_POLICY={omp}" if omp else "")
     path = write_result("load", key, figures, run_context(started_uptime, started_load))
