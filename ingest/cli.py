@@ -22,7 +22,8 @@ Environment:
   QA_CHROMA_URL     use a Chroma server instead, e.g. http://127.0.0.1:8000 (`chroma run`)
   QA_CHUNK_SIZE     chunk size in characters (default 600)
   QA_CHUNK_OVERLAP  overlap in characters of whole sentences (default 150)
-  QA_EMBED_BACKEND  torch (default), onnx or onnx-int8 (see README)
+  QA_EMBED_BACKEND  onnx-int8 (default for a new index), onnx or torch; unset, an existing
+                    index keeps the backend it was built with (see README)
 
 Exit status: 0 all files ingested or unchanged, 1 some files failed, 2 usage error.
 """

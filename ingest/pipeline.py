@@ -24,6 +24,7 @@ Deletions remove chunks before the document row. So any interrupted run is repai
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,9 +35,9 @@ from typing import Callable, Iterable, Sequence
 from ingest import lexical
 from ingest.chunking import chunk_text
 from ingest.documents import build_document
-from ingest.embed import Embedder, SentenceTransformerEmbedder
+from ingest.embed import Embedder
 from ingest.settings import Settings
-from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore
+from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for
 from ingest.types import BadFile, Chunk, FileFailure, IngestError, IngestReport
 
 ProgressFactory = Callable[..., object]
@@ -79,7 +80,8 @@ class Ingestor:
         progress: bool = True,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or SentenceTransformerEmbedder(settings.embed_batch_size, settings.embed_backend)
+        self._own_embedder = embedder is None and store is None
+        self.embedder = embedder or embedder_for(settings)
         self.store = store or IndexStore(settings, self.embedder.model_id, self.embedder.dimension)
         self.progress = progress
 
@@ -90,11 +92,16 @@ class Ingestor:
         roots = [Path(p).resolve() for p in paths if Path(p).is_dir()]
         if rebuild:
             self.store.drop()
+            if self._own_embedder:  # the old index chose the backend; a new one gets the default
+                self.embedder = embedder_for(self.settings, new_index=True)
+                self.store = IndexStore(self.settings, self.embedder.model_id, self.embedder.dimension)
         self.store.open(create=True)
         report = IngestReport(files=len(files))
-        changed = self._recover()
-        changed |= self._ingest_files(files, roots, report)
-        self._finish(report, changed, started)
+        records = self.store.list_documents()  # listed once: at 100k chunks each listing costs seconds
+        changed = self._recover(records)
+        complete = [r for r in records if r.status == COMPLETE]
+        changed |= self._ingest_files(files, roots, report, complete)
+        self._finish(report, None if changed else complete, started)
         return report
 
     def delete_document(self, doc_id: str) -> bool:
@@ -106,15 +113,16 @@ class Ingestor:
         return True
 
     # ---------------------------------------------------------------- internals
-    def _recover(self) -> bool:
-        pending = [r.doc_id for r in self.store.list_documents() if r.status != COMPLETE]
+    def _recover(self, records: list[DocRecord]) -> bool:
+        pending = [r.doc_id for r in records if r.status != COMPLETE]
         if pending:
             self._say(f"Repairing {len(pending)} document(s) left unfinished by an interrupted run.")
             self.store.delete_documents(pending)
         return bool(pending)
 
-    def _ingest_files(self, files: list[Path], roots: list[Path], report: IngestReport) -> bool:
-        records = {r.doc_id: r for r in self.store.list_documents()}
+    def _ingest_files(self, files: list[Path], roots: list[Path], report: IngestReport,
+                      complete: list[DocRecord]) -> bool:
+        records = {r.doc_id: r for r in complete}
         holders: dict[str, list[DocRecord]] = {}
         for r in records.values():
             for p in r.paths:
@@ -192,10 +200,11 @@ class Ingestor:
 
         # Paths recorded inside a scanned folder that are gone from disk.
         failed = {f.path for f in report.failed}
+        prefixes = tuple(os.path.join(str(root), "") for root in roots)  # paths are stored resolved
         for path, rs in holders.items():
-            if path in seen_paths or path in failed:
+            if path in seen_paths or path in failed or not path.startswith(prefixes):
                 continue
-            if any(_inside(Path(path), root) for root in roots) and not Path(path).exists():
+            if not Path(path).exists():
                 gone.update(r.doc_id for r in rs if path in r.paths)
                 detach(path)
 
@@ -266,17 +275,20 @@ class Ingestor:
         finished = [replace(r, status=COMPLETE, text=None) for r in records]
         self.store.update_documents(finished)
 
-    def _finish(self, report: IngestReport, changed: bool, started: float) -> None:
-        token = self.store.state_token()
-        current = lexical.LexicalIndex.load(self.store.lexical_dir())
-        if changed or current is None or current.token != token:
+    def _finish(self, report: IngestReport, unchanged: list[DocRecord] | None, started: float) -> None:
+        """Bring the BM25 index and the published state up to date. ``unchanged``: the complete
+        records when this run changed nothing (saves listing them again), else None."""
+        records = unchanged if unchanged is not None else [
+            r for r in self.store.list_documents() if r.status == COMPLETE]
+        token = self.store.state_token(records)
+        if unchanged is None or lexical.LexicalIndex.saved_token(self.store.lexical_dir()) != token:
             self._say("Updating the keyword (BM25) index…")
-            lexical.rebuild(self.store)
+            lexical.rebuild(self.store, token)
         elif self.store.published_state() != token:
             self.store.publish_state(token)
         report.embedded_chunks = getattr(self, "embedded", 0)
         self.embedded = 0
-        report.documents = sum(1 for r in self.store.list_documents() if r.status == COMPLETE)
+        report.documents = len(records)
         report.chunks = self.store.count_chunks()
         report.seconds = time.perf_counter() - started
 
@@ -291,12 +303,3 @@ class Ingestor:
     def _say(self, message: str) -> None:
         if self.progress:
             print(message, file=sys.stderr)
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-

@@ -24,14 +24,16 @@ class Settings:
     chunk_size: int = 600  # characters
     chunk_overlap: int = 150  # characters of whole sentences repeated from the previous chunk
     embed_batch_size: int = 64
-    embed_backend: str = "torch"  # "torch", "onnx" or "onnx-int8" (see benchmarks/RESULTS.md)
+    # "torch", "onnx" or "onnx-int8"; None: the one the index was built with, or onnx-int8 for a new
+    # index (ingest.embed.choose_backend; see benchmarks/RESULTS.md)
+    embed_backend: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_chunking(self.chunk_size, self.chunk_overlap)
         if self.embed_batch_size < 1:
             raise IngestError(f"embed_batch_size must be at least 1 (got {self.embed_batch_size}).")
-        if self.embed_backend not in ("torch", "onnx", "onnx-int8"):
+        if self.embed_backend not in (None, "torch", "onnx", "onnx-int8"):
             raise IngestError(
                 f"QA_EMBED_BACKEND must be torch, onnx or onnx-int8 (got {self.embed_backend!r})."
             )

@@ -90,6 +90,28 @@ def published_day(value: Any) -> int | None:
     return None
 
 
+def recorded_model(settings: Settings) -> str | None:
+    """The embedding model id an existing index recorded; None when there is no index yet (or it
+    cannot be read here: opening it later reports why)."""
+    store = IndexStore(settings, "", 0)
+    try:
+        if not store.exists():
+            return None
+        collection = store._get_client().get_collection(store._names()[0], embedding_function=None)
+    except Exception:
+        return None
+    return (collection.metadata or {}).get("embedding_model")
+
+
+def embedder_for(settings: Settings, new_index: bool = False):
+    """The real embedder for this index: ``QA_EMBED_BACKEND`` if set, else the backend the index was
+    built with, else the default (``ingest.embed.choose_backend``). Lazy: nothing is loaded yet."""
+    from ingest.embed import SentenceTransformerEmbedder, choose_backend
+
+    recorded = None if new_index else recorded_model(settings)
+    return SentenceTransformerEmbedder(settings.embed_batch_size, choose_backend(settings.embed_backend, recorded))
+
+
 class IndexStore:
     def __init__(self, settings: Settings, model_id: str, dimension: int, backend: str = "torch") -> None:
         self.settings = settings
@@ -154,9 +176,10 @@ class IndexStore:
         mismatched = {k: (recorded.get(k), v) for k, v in self.config.items() if recorded.get(k) != v}
         if mismatched:
             what = "; ".join(f"{k}: index has {old!r}, this run uses {new!r}" for k, (old, new) in mismatched.items())
+            hint = " (or unset QA_EMBED_BACKEND to use the index's own)" if "embedding_model" in mismatched else ""
             raise IngestError(
                 f"The index at {self.location} was built with other settings ({what}). "
-                f"Rebuild it with `python -m ingest --rebuild` (add your usual PATH and --index)."
+                f"Rebuild it with `python -m ingest --rebuild` (add your usual PATH and --index){hint}."
             )
         self._chunks, self._docs = chunks, docs
         return self
@@ -238,9 +261,11 @@ class IndexStore:
             self.chunks.delete(where={"doc_id": {"$in": part}})
             self.docs.delete(ids=part)
 
-    def state_token(self) -> str:
-        """Changes whenever the set of complete documents changes (keys the lexical index)."""
-        ids = sorted(r.doc_id for r in self.list_documents() if r.status == COMPLETE)
+    def state_token(self, records: Sequence[DocRecord] | None = None) -> str:
+        """Changes whenever the set of complete documents changes (keys the lexical index).
+        ``records``: the documents if the caller has just listed them."""
+        records = self.list_documents() if records is None else records
+        ids = sorted(r.doc_id for r in records if r.status == COMPLETE)
         return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
     def publish_state(self, token: str) -> None:
@@ -269,11 +294,9 @@ class IndexStore:
         return self.chunks.count()
 
     def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[StoredChunk]:
-        n = self.count_chunks()
-        if n == 0:
-            return []
+        # Chroma returns fewer than k when the collection (or the filter) has fewer: no count() needed.
         res = self.chunks.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=min(k, n), where=where or None,
+            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k, where=where or None,
             include=["documents", "metadatas", "distances"],
         )
         return [

@@ -132,3 +132,33 @@ def test_model_mismatch_and_rebuild(built, real_embedder):
     assert report.added == 1 and report.chunks == first.chunks
     store = IndexStore(settings, real_embedder.model_id, real_embedder.dimension)
     assert ANSWER in _top_texts(store, real_embedder, QUESTION, k=1)[0]
+
+
+def test_an_index_keeps_the_backend_it_was_built_with(tmp_path, seed_corpus, monkeypatch):
+    """The default backend changed (torch -> onnx-int8): an older torch index still opens and
+    updates with torch, without a rebuild; asking for another backend is a clear error; --rebuild
+    builds a new index with the default."""
+    from chatbot.service import QAService
+    from ingest.embed import DEFAULT_BACKEND, MODEL_ID, model_id_for
+
+    settings = Settings(index_dir=tmp_path / "index")
+    torch_built = FakeEmbedder(model_id=MODEL_ID, dimension=384)  # what a torch-built index records
+    Ingestor(settings, embedder=torch_built, progress=False).run([seed_corpus])
+
+    auto = Ingestor(settings, progress=False)
+    assert auto.embedder.backend == "torch"
+    report = auto.run([seed_corpus])
+    assert report.unchanged == 1 and report.embedded_chunks == 0 and not auto.embedder.loaded
+    assert QAService(settings).embedder.backend == "torch"
+
+    monkeypatch.setenv("QA_EMBED_BACKEND", "onnx-int8")
+    with pytest.raises(IngestError, match="--rebuild.*QA_EMBED_BACKEND"):
+        Ingestor(Settings.from_env(index_dir=settings.index_dir), progress=False).run([seed_corpus])
+    monkeypatch.delenv("QA_EMBED_BACKEND")
+
+    rebuilt = Ingestor(settings, progress=False)
+    report = rebuilt.run([seed_corpus], rebuild=True)
+    assert rebuilt.embedder.backend == DEFAULT_BACKEND and report.added == 1 and report.embedded_chunks > 0
+    service = QAService(settings).open()
+    assert service.embedder.model_id == model_id_for(DEFAULT_BACKEND) == service.store.config["embedding_model"]
+    assert ANSWER in service.answer(QUESTION).text

@@ -98,9 +98,10 @@ def stored_chunk_rows(index: Path) -> int:
 
 def snapshot(index: Path) -> dict:
     """Everything observable about an index: chunks (text, metadata, vector), documents, BM25."""
-    from ingest.embed import MODEL_ID
+    from ingest.embed import DEFAULT_BACKEND, model_id_for
 
-    store = IndexStore(Settings(index_dir=index, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP), MODEL_ID, 384)
+    store = IndexStore(Settings(index_dir=index, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP),
+                       model_id_for(DEFAULT_BACKEND), 384)
     store.open(create=False)
     res = store.chunks.get(include=["documents", "metadatas", "embeddings"])
     chunks = {cid: (text, meta) for cid, text, meta in zip(res["ids"], res["documents"], res["metadatas"])}
@@ -115,11 +116,11 @@ def snapshot(index: Path) -> dict:
 _INSPECT = """
 import json, sys
 from pathlib import Path
-from ingest.embed import MODEL_ID
+from ingest.embed import DEFAULT_BACKEND, model_id_for
 from ingest.settings import Settings
 from ingest.store import COMPLETE, IndexStore
 store = IndexStore(Settings(index_dir=Path(sys.argv[1]), chunk_size=int(sys.argv[2]), chunk_overlap=int(sys.argv[3])),
-                   MODEL_ID, 384).open(create=False)
+                   model_id_for(DEFAULT_BACKEND), 384).open(create=False)
 docs = store.list_documents()
 print(json.dumps({"pending": sum(1 for r in docs if r.status != COMPLETE), "chunks": store.count_chunks()}))
 """
@@ -179,11 +180,11 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     # 4. A clean build of the same folder elsewhere. Vectors are not compared with it, so a fake
     #    embedder recorded under the real model's id builds it quickly; a sample of the repaired
     #    vectors is checked against the real model below.
-    from ingest.embed import MODEL_ID
+    from ingest.embed import DEFAULT_BACKEND, model_id_for
 
     clean_index = tmp_path / "clean"
     settings = Settings(index_dir=clean_index, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
-    fake = FakeEmbedder(model_id=MODEL_ID, dimension=384)
+    fake = FakeEmbedder(model_id=model_id_for(DEFAULT_BACKEND), dimension=384)
     clean_report = Ingestor(settings, embedder=fake, progress=False).run([corpus])
     assert clean_report.added == n_docs and clean_report.chunks == total
 

@@ -1,4 +1,5 @@
-"""The ONNX Runtime backend: exported locally into a cache folder, same vectors as PyTorch (fp32)."""
+"""The ONNX Runtime backends: exported locally into a cache folder; fp32 gives PyTorch's vectors,
+int8 (the default) close ones that depend on nothing but the text; which backend an index uses."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 pytest.importorskip("onnx")  # needed to export/quantise (see requirements.txt)
 pytest.importorskip("onnxruntime")
 
-from ingest.embed import MODEL_ID, SentenceTransformerEmbedder  # noqa: E402
+from ingest.embed import DEFAULT_BACKEND, MODEL_ID, SentenceTransformerEmbedder, choose_backend  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +19,13 @@ TEXTS = [
     "decision to hold rates, repeated to make it long. " * 12,
     "x",
 ]
+
+
+@pytest.fixture(scope="module")
+def torch_embedder():
+    embedder = SentenceTransformerEmbedder(backend="torch")
+    embedder.warm_up()
+    return embedder
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +40,16 @@ def models_dir(_models_folder, monkeypatch):
     return _models_folder
 
 
-def test_onnx_fp32_matches_torch_and_is_cached(models_dir, real_embedder):
+def test_onnx_fp32_matches_torch_and_is_cached(models_dir, torch_embedder):
     onnx = SentenceTransformerEmbedder(backend="onnx")
     assert onnx.model_id == MODEL_ID  # same vectors: indexes stay interchangeable with torch ones
     vectors = onnx.embed_documents(TEXTS)
-    reference = real_embedder.embed_documents(TEXTS)
+    reference = torch_embedder.embed_documents(TEXTS)
     assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert (vectors * reference).sum(axis=1).min() > 0.9999
     query = onnx.embed_query("grain exports")
-    assert float(query @ real_embedder.embed_query("grain exports")) > 0.9999
+    assert float(query @ torch_embedder.embed_query("grain exports")) > 0.9999
     exported = list(models_dir.rglob("*.onnx"))
     assert [p.name for p in exported] == ["model.onnx"]  # int8 only when asked for
     mtime = exported[0].stat().st_mtime
@@ -49,12 +57,29 @@ def test_onnx_fp32_matches_torch_and_is_cached(models_dir, real_embedder):
     assert exported[0].stat().st_mtime == mtime
 
 
-def test_onnx_int8_is_close_and_recorded_as_another_model(models_dir, real_embedder):
+def test_onnx_int8_is_close_and_recorded_as_another_model(models_dir, torch_embedder):
     int8 = SentenceTransformerEmbedder(backend="onnx-int8")
     assert int8.model_id != MODEL_ID  # its vectors differ measurably: an index records it
     vectors = int8.embed_documents(TEXTS)
-    reference = real_embedder.embed_documents(TEXTS)
+    reference = torch_embedder.embed_documents(TEXTS)
     assert (vectors * reference).sum(axis=1).mean() > 0.97
+
+
+def test_int8_vector_depends_only_on_its_text(models_dir):
+    """int8 scales activations per run: batched with others (and padded) a text's vector would move."""
+    int8 = SentenceTransformerEmbedder(backend="onnx-int8")
+    together = int8.embed_documents(TEXTS)
+    for text, vector in zip(TEXTS, together):
+        assert np.array_equal(int8.embed_documents([text])[0], vector)
+    assert np.array_equal(int8.embed_query(TEXTS[0]), together[0])
+
+
+def test_default_backend_and_choice_for_existing_indexes():
+    assert DEFAULT_BACKEND == "onnx-int8" and SentenceTransformerEmbedder().backend == DEFAULT_BACKEND
+    assert choose_backend(None, None) == DEFAULT_BACKEND  # a new index
+    assert choose_backend(None, MODEL_ID) == "torch"  # an index built with PyTorch (or ONNX fp32) keeps it
+    assert choose_backend(None, MODEL_ID + "+onnx-int8") == "onnx-int8"
+    assert choose_backend("onnx", MODEL_ID + "+onnx-int8") == "onnx"  # asked for: the store refuses the mix
 
 
 def test_unknown_backend_is_refused():
