@@ -500,17 +500,8 @@ class LLMAnswerer:
         """Share the service's embedder and page lookup (called by ``QAService``)."""
         if self.embedder is None:
             self.embedder = service.embedder
-        retriever = getattr(service, "retriever", None)
-        if retriever is not None and self.page_of is None:
-            def page_of(doc_id: str, start: int, _r=retriever):
-                from ingest.store import SourceDoc
-
-                for r in _r.documents():
-                    if r.doc_id == doc_id and r.pages:
-                        return SourceDoc(doc_id, "", "", {}, r.pages).page_at(start)
-                return None
-
-            self.page_of = page_of
+        if self.page_of is None:
+            self.page_of = getattr(service, "page_at", None)
 
     def _embedder(self):
         if self.embedder is None:

@@ -30,7 +30,7 @@ import numpy as np
 from chatbot.types import Filters, QAError
 from ingest import lexical
 from ingest.embed import Embedder
-from ingest.store import COMPLETE, IndexStore, StoredChunk, published_day
+from ingest.store import COMPLETE, DocRecord, IndexStore, StoredChunk, published_day
 
 FUSIONS = ("rrf", "minmax", "zscore")
 
@@ -119,7 +119,7 @@ class HybridRetriever:
         self.embedder = embedder
         self.config = config or RetrievalConfig()
         self._lexical: lexical.LexicalIndex | None = None
-        self._docs_cache: tuple[str, list] | None = None
+        self._docs_cache: tuple[str, list[DocRecord], dict[str, tuple[int, ...]]] | None = None
 
     # ------------------------------------------------------------- state
     @property
@@ -135,20 +135,34 @@ class HybridRetriever:
         self._lexical = None
         self._docs_cache = None
 
-    def documents(self):
-        if self._docs_cache is None or self._docs_cache[0] != self.lexical_index.token:
+    @property
+    def loaded_index(self) -> lexical.LexicalIndex:
+        """The lexical index as last loaded, without asking the store whether it is still current
+        (for the rest of one answer, after ``retrieve`` checked)."""
+        return self._lexical if self._lexical is not None else self.lexical_index
+
+    def documents(self) -> list[DocRecord]:
+        """The complete documents (metadata only), listed once per state of the index."""
+        return self._documents(self.lexical_index.token)[0]
+
+    def pages(self) -> dict[str, tuple[int, ...]]:
+        """Page start offsets of paged documents (PDFs) by doc id, cached with the documents."""
+        return self._documents(self.loaded_index.token)[1]
+
+    def _documents(self, token: str) -> tuple[list[DocRecord], dict[str, tuple[int, ...]]]:
+        if self._docs_cache is None or self._docs_cache[0] != token:
             docs = [r for r in self.store.list_documents() if r.status == COMPLETE]
-            self._docs_cache = (self.lexical_index.token, docs)
-        return self._docs_cache[1]
+            self._docs_cache = (token, docs, {r.doc_id: r.pages for r in docs if r.pages})
+        return self._docs_cache[1], self._docs_cache[2]
 
     # ------------------------------------------------------------- filters
-    def _allowed_docs(self, filters: Filters) -> list[str] | None:
+    def _allowed_docs(self, filters: Filters, token: str) -> list[str] | None:
         if filters.empty:
             return None
         lo = published_day(filters.published_from) if filters.published_from else None
         hi = published_day(filters.published_to) if filters.published_to else None
         allowed = []
-        for r in self.documents():
+        for r in self._documents(token)[0]:
             if filters.doc_ids and r.doc_id not in filters.doc_ids:
                 continue
             if filters.sources and str(r.meta.get("source", "")) not in filters.sources:
@@ -166,8 +180,8 @@ class HybridRetriever:
         cfg = self.config
         top_k = top_k or cfg.top_k
         filters = filters or Filters()
-        index = self.lexical_index
-        allowed = self._allowed_docs(filters)
+        index = self.lexical_index  # the one freshness check per retrieval
+        allowed = self._allowed_docs(filters, index.token)
         if allowed is not None and not allowed:
             return []
         where = {"doc_id": {"$in": allowed}} if allowed is not None else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Generator, Iterator, Sequence
 
 from chatbot import conversation
@@ -23,9 +22,9 @@ from chatbot.extractive import (
 )
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
 from chatbot.types import Answer, Claim, Filters, QAError
-from ingest.embed import Embedder, SentenceTransformerEmbedder
+from ingest.embed import Embedder
 from ingest.settings import Settings
-from ingest.store import COMPLETE, DocRecord, IndexStore, SourceDoc
+from ingest.store import DocRecord, IndexStore, SourceDoc, embedder_for
 from ingest.types import IngestError
 
 NOT_IN_SOURCES = "The sources don't say"
@@ -76,25 +75,32 @@ class QAService:
         llm=None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or SentenceTransformerEmbedder(settings.embed_batch_size, settings.embed_backend)
+        self.embedder = embedder or embedder_for(settings)
         self.store = IndexStore(settings, self.embedder.model_id, self.embedder.dimension)
         self.retriever = HybridRetriever(self.store, self.embedder, retrieval)
         self.extractive = extractive or ExtractiveConfig()
         self.policy = policy or SupportPolicy()
         self.llm = llm  # chatbot.generative.LLMAnswerer or None
+        self._opened = False
         if llm is not None and hasattr(llm, "attach"):
             llm.attach(self)  # shares the embedder (claim checking) and page lookup
 
     # ------------------------------------------------------------------ setup
     def open(self) -> "QAService":
         """Open the index; a missing or empty index is a QAError telling the user to run ingest."""
+        if self._opened:
+            return self
         try:
             self.store.open(create=False)
         except IngestError as exc:
             raise QAError(str(exc)) from None
         if self.store.count_chunks() == 0:
-            raise QAError(f"The index at {self.store.location} is empty. Run `python -m ingest` to add articles.")
+            raise self._empty()
+        self._opened = True
         return self
+
+    def _empty(self) -> QAError:
+        return QAError(f"The index at {self.store.location} is empty. Run `python -m ingest` to add articles.")
 
     def warm_up(self) -> None:
         self.open()
@@ -129,6 +135,8 @@ class QAService:
         timings["condense"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         passages = self.retriever.retrieve(standalone, options.filters, options.top_k)
+        if not passages and len(self.retriever.loaded_index) == 0:  # every document was deleted since
+            raise self._empty()
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
         answer = self._extractive(question, standalone, passages)
@@ -149,19 +157,18 @@ class QAService:
         return conversation.condense(question, history)
 
     def _extractive(self, question: str, standalone: str, passages: list[Passage]) -> Answer:
-        profile = QuestionProfile.of(standalone, self.retriever.lexical_index)
+        profile = QuestionProfile.of(standalone, self.retriever.loaded_index)
         ranked = score_candidates(profile, candidates(passages), self.extractive)
         best = ranked[0] if ranked else None
         ok, confidence = self.policy.supported(best, profile)
-        pages = self._pages()
         if not ok:
             nearest = select(ranked, replace(self.extractive, keep_ratio=0.0, max_sentences=3))
-            evidence = [to_citation(i, c, c.score, self._page(pages, c)) for i, c in enumerate(nearest, 1)]
+            evidence = [to_citation(i, c, c.score, self.page_at(c.doc_id, c.start)) for i, c in enumerate(nearest, 1)]
             return Answer(question=question, text=f"{NOT_IN_SOURCES} — nothing in the indexed documents answers "
                           f"“{standalone}” closely enough to quote.", supported=False, evidence=evidence,
                           standalone_question=standalone, confidence=confidence)
         chosen = select(ranked, self.extractive)
-        citations = [to_citation(i, c, min(1.0, c.coverage + 0.5 * c.context), self._page(pages, c))
+        citations = [to_citation(i, c, min(1.0, c.coverage + 0.5 * c.context), self.page_at(c.doc_id, c.start))
                      for i, c in enumerate(chosen, 1)]
         claims = [Claim(c.quote, (c.n,), c.support, True) for c in citations]
         text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
@@ -187,14 +194,10 @@ class QAService:
             return fallback
 
     # --------------------------------------------------------------- corpus
-    def _pages(self) -> dict[str, tuple[int, ...]]:
-        return {r.doc_id: r.pages for r in self.retriever.documents() if r.pages}
-
-    @staticmethod
-    def _page(pages: dict[str, tuple[int, ...]], c: Candidate) -> int | None:
-        if c.doc_id not in pages:
-            return None
-        return SourceDoc(c.doc_id, "", "", {}, pages[c.doc_id]).page_at(c.start)
+    def page_at(self, doc_id: str, start: int) -> int | None:
+        """The page of offset ``start`` in a paged document (PDF); None for unpaged ones."""
+        pages = self.retriever.pages().get(doc_id)
+        return SourceDoc(doc_id, "", "", {}, pages).page_at(start) if pages else None
 
     def documents(self) -> list[DocRecord]:
         self.open()
