@@ -281,7 +281,6 @@ class WorkspaceUI:
 
     def _exports(self, session: Session) -> dict[str, str]:
         folder = self.export_dir / _session_folder(session)
-        shutil.rmtree(folder, ignore_errors=True)
         return {k: str(p) for k, p in self.ws.write_exports(session, folder).items()}
 
     def take_example(self, evt: gr.EventData):

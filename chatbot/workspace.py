@@ -103,6 +103,8 @@ class Turn:
     answer: Answer
     asked_at: str
     options: AskOptions = field(default_factory=AskOptions)
+    # (corpus generation, export entry): built once, not on every later answer of the conversation
+    export_entry: tuple[int, dict] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -333,6 +335,9 @@ class Workspace:
         self._write_lock = threading.RLock()  # uploads and deletions, one at a time
         self._texts: dict[str, str | None] = {}
         self._static_versions: dict[str, Any] | None = None
+        self._generation = 0  # bumped when documents are added or deleted (export entries are redone)
+        self._export_lock = threading.Lock()  # two answers of one session may write exports at once
+        self._export_seq = 0
 
     # ----------------------------------------------------------------- corpus
     def documents(self) -> list[DocRecord]:
@@ -516,6 +521,7 @@ class Workspace:
                     return UploadResult([outcomes[i] for i in sorted(outcomes)])
                 finally:
                     self.service.retriever.refresh()
+                    self._generation += 1
                 outcomes.update(self._outcomes(saved, report))
             else:
                 report = None
@@ -599,6 +605,7 @@ class Workspace:
                 raise QAError("That document is not in the index any more: refresh the library.")
             self._ingestor().delete_document(doc_id)
             self.service.retriever.refresh()
+            self._generation += 1
             self._texts.pop(doc_id, None)
             removed = []
             for p in map(Path, record.paths):
@@ -670,22 +677,30 @@ class Workspace:
             **self._static_versions,
         }
 
-    def export_data(self, session: Session, scope: str = "conversation") -> dict[str, Any]:
+    def export_data(self, session: Session, scope: str = "conversation",
+                    versions: dict[str, Any] | None = None) -> dict[str, Any]:
         if scope not in ("answer", "conversation"):
             raise QAError(f"scope must be 'answer' or 'conversation' (got {scope!r}).")
         turns = session.turns[-1:] if scope == "answer" else session.turns
         if not turns:
             raise QAError("Nothing to export yet: ask a question first.")
-        cited = {c.doc_id for t in turns for c in t.answer.citations + t.answer.evidence}
-        records = [r for r in self.service.retriever.documents() if r.doc_id in cited]
-        docs = {d.doc_id: d for d in self.summaries(records)}
         return {
             "format": EXPORT_FORMAT,
             "scope": scope,
             "generated_at": now_iso(),
-            "versions": self.versions(),
-            "turns": [self._turn_data(t, docs) for t in turns],
+            "versions": versions or self.versions(),
+            "turns": [self._turn_entry(t) for t in turns],
         }
+
+    def _turn_entry(self, turn: Turn) -> dict[str, Any]:
+        """A turn's export entry: built once per turn, and again only if documents changed since
+        (``verified`` says whether each quote still matches the stored text)."""
+        if turn.export_entry is None or turn.export_entry[0] != self._generation:
+            generation = self._generation
+            cited = {c.doc_id for c in turn.answer.citations + turn.answer.evidence}
+            records = [r for r in self.service.retriever.documents() if r.doc_id in cited]
+            turn.export_entry = (generation, self._turn_data(turn, {d.doc_id: d for d in self.summaries(records)}))
+        return turn.export_entry[1]
 
     def _turn_data(self, turn: Turn, docs: Mapping[str, DocSummary]) -> dict[str, Any]:
         a, f = turn.answer, turn.options.filters
@@ -720,20 +735,36 @@ class Workspace:
     def export_markdown(self, session: Session, scope: str = "conversation") -> str:
         return export_markdown(self.export_data(session, scope))
 
-    def write_exports(self, session: Session, folder: Path) -> dict[str, Path]:
+    def write_exports(self, session: Session, folder: Path, keep: int = 3) -> dict[str, Path]:
         """answer/conversation x md/json files in ``folder`` (a per-session folder), by key
-        ``answer.md``, ``answer.json``, ``conversation.md``, ``conversation.json``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = {}
-        for scope in ("answer", "conversation"):
-            data = self.export_data(session, scope)
-            md = folder / f"qa-{scope}-{stamp}.md"
-            md.write_text(export_markdown(data), encoding="utf-8")
-            js = folder / f"qa-{scope}-{stamp}.json"
-            js.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-            out[f"{scope}.md"], out[f"{scope}.json"] = md, js
+        ``answer.md``, ``answer.json``, ``conversation.md``, ``conversation.json``.
+
+        Each call writes new file names and removes all but the ``keep`` latest sets, so a set
+        just handed to the browser is never deleted by a concurrent answer of the same session."""
+        with self._export_lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._export_seq += 1
+            stamp = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{self._export_seq}"
+            conversation = self.export_data(session, "conversation")
+            answer = {**conversation, "scope": "answer", "turns": conversation["turns"][-1:]}
+            out = {}
+            for scope, data in (("answer", answer), ("conversation", conversation)):
+                md = folder / f"qa-{scope}-{stamp}.md"
+                md.write_text(export_markdown(data), encoding="utf-8")
+                js = folder / f"qa-{scope}-{stamp}.json"
+                js.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+                out[f"{scope}.md"], out[f"{scope}.json"] = md, js
+            sets = sorted({p.stem.split("-", 2)[2] for p in folder.glob("qa-*-*.*")}, key=_export_order)
+            for old in sets[:-keep]:
+                for p in folder.glob(f"qa-*-{old}.*"):
+                    p.unlink(missing_ok=True)
         return out
+
+
+def _export_order(stamp: str) -> tuple[str, int]:
+    """``20261127-101500-12`` -> ("20261127-101500", 12): time, then the sequence number."""
+    when, _, seq = stamp.rpartition("-")
+    return when, int(seq) if seq.isdigit() else 0
 
 
 def export_markdown(data: Mapping[str, Any]) -> str:

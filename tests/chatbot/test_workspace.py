@@ -7,6 +7,7 @@ for the logic here (answer quality on the real model is tested in test_answers.p
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -311,6 +312,35 @@ def test_exports_carry_quotes_offsets_and_versions(ws, tmp_path):
     assert json.loads(files["conversation.json"].read_text())["turns"][0]["citations"][0]["quote"] == c.quote
     with pytest.raises(QAError, match="Nothing to export"):
         ws.export_data(Session(), "answer")
+
+
+def test_exports_are_built_once_per_turn_and_safe_to_write_concurrently(ws, tmp_path):
+    session, turn = _turn_with_citations(ws)
+    folder = tmp_path / "exports"
+    ws.write_exports(session, folder)
+    entry = turn.export_entry
+    ws.ask(session, "When will the Brelloway lighthouse be demolished by the navy?")
+    ws.write_exports(session, folder)
+    assert turn.export_entry is entry  # the first turn was not rebuilt for the second answer
+
+    errors: list[BaseException] = []
+    results: list[dict] = []
+
+    def write():
+        try:
+            files = ws.write_exports(session, folder)
+            results.append({k: p.read_text(encoding="utf-8") for k, p in files.items()})
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 8
+    assert all(json.loads(r["conversation.json"])["turns"][1]["question"].startswith("When will") for r in results)
+    assert len(list(folder.iterdir())) == 3 * 4  # only the latest three sets are kept
 
 
 # --------------------------------------------------------------------------- escaping
