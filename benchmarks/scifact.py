@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nBEIR SciFact test, {len(queries)} queries, {len(corpus)} abstracts "
           f"({runner.store.count_chunks()} chunks)\n", file=out)
     print(table(figures), file=out)
-    print(f"\nnDCG@10 on the two fixed halves of the queries: " +
+    print("\nnDCG@10 on the two fixed halves of the queries: " +
           ", ".join(f"{n} {v['a']}/{v['b']}" for n, v in split.items()), file=out)
     print(f"(dense+bm25 retrieval {t_raw:.1f} s, hybrid {t_hybrid:.1f} s for {len(queries)} queries)", file=out)
 

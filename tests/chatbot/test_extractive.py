@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from chatbot import conversation
 from chatbot.extractive import (
-    Candidate,
     ExtractiveConfig,
     QuestionProfile,
     answer_type,
