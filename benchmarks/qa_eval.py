@@ -40,7 +40,7 @@ def ours(name: str, corpus: Path, qa: Path, embedder) -> dict:
     from ingest.settings import Settings
 
     key = "seed" if corpus == ROOT / "corpus" else name
-    settings = Settings(index_dir=CACHE / f"qa-{key}")
+    settings = Settings(index_dir=CACHE / f"qa-{key}-{embedder.backend}")
     Ingestor(settings, embedder=embedder, progress=False).run([corpus])
     service = QAService(settings, embedder=embedder).open()
     items = load_items(qa)
@@ -122,7 +122,7 @@ def main() -> int:
         if not args.json:
             for system, row in figures[name].items():
                 print(f"{name:6s} {system:16s} " + "  ".join(f"{k}={row[k]:.3f}" for k in KEYS))
-    record = {"figures": figures, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
+    record = {"figures": figures, "embedding_model": embedder.model_id, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
               "nproc": os.cpu_count(), "command": "python benchmarks/qa_eval.py " + " ".join(sys.argv[1:])}
     out = ROOT / "benchmarks" / "results" / "qa_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)

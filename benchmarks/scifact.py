@@ -167,10 +167,9 @@ class Runner:
 
     def __init__(self, settings) -> None:
         from chatbot.retrieve import HybridRetriever
-        from ingest.embed import SentenceTransformerEmbedder
-        from ingest.store import IndexStore
+        from ingest.store import IndexStore, embedder_for
 
-        self.embedder = SentenceTransformerEmbedder(settings.embed_batch_size, settings.embed_backend)
+        self.embedder = embedder_for(settings)
         self.store = IndexStore(settings, self.embedder.model_id, self.embedder.dimension).open(create=False)
         self.retriever = HybridRetriever(self.store, self.embedder)
         self.docs = doc_map(self.store)
@@ -273,7 +272,8 @@ def table(figures: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="only the JSON figures on stdout (table to stderr)")
-    parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help=f"index folder (default {DEFAULT_INDEX})")
+    parser.add_argument("--index", type=Path, default=None,
+                        help=f"index folder (default {DEFAULT_INDEX}-BACKEND: QA_EMBED_BACKEND or the project's default)")
     parser.add_argument("--limit-queries", type=int, default=None, metavar="N", help="score only the first N test queries")
     parser.add_argument("--split", choices=("a", "b"), help="score only one fixed half of the test queries")
     parser.add_argument("--sweep", action="store_true", help="also run the tuning evidence: a fusion grid and the BM25 title ablation "
@@ -291,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         queries = {q: t for q, t in queries.items() if split_of(q) == args.split}
     if args.limit_queries:
         queries = dict(list(queries.items())[: args.limit_queries])
+    if args.index is None:
+        from ingest.embed import DEFAULT_BACKEND
+        from ingest.settings import Settings
+
+        args.index = DEFAULT_INDEX.with_name(f"{DEFAULT_INDEX.name}-{Settings.from_env().embed_backend or DEFAULT_BACKEND}")
     settings = build_index(args.index.resolve(), corpus, progress=not args.quiet)
 
     runner = Runner(settings)
@@ -334,6 +339,8 @@ def write_results(figures: dict, runner: Runner, n_queries: int, argv, split: di
         "date": dt.date.today().isoformat(),
         "machine": machine(),
         "command": "python benchmarks/scifact.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "embedding_model": runner.embedder.model_id,
+        "backend": runner.embedder.backend,
         "queries": n_queries,
         "documents": len(runner.docs),
         "chunks": runner.store.count_chunks(),
@@ -344,8 +351,13 @@ def write_results(figures: dict, runner: Runner, n_queries: int, argv, split: di
         "scoring": {"doc_score": "max over the document's chunks", "chunk_depth_per_retriever": CHUNK_DEPTH,
                     "ndcg": "graded gains from qrels, log2 discount (BEIR/pytrec_eval)"},
     }
+    # One record per embedding backend (the latest run of each).
+    runs = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    if "figures" in runs:  # a single-run file from before backends were recorded: PyTorch
+        runs = {runs.get("backend", "torch"): runs}
+    runs[runner.embedder.backend] = result
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    RESULTS.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
