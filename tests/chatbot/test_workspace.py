@@ -169,6 +169,16 @@ def test_delete_removes_document_chunks_and_uploaded_file(ws):
         ws.delete(outcome.doc_id)
 
 
+def test_asking_after_every_document_was_deleted_says_the_index_is_empty(ws):
+    session = Session()
+    ws.ask(session, "Who keeps the Brelloway lighthouse?")
+    for doc in ws.summaries():
+        ws.delete(doc.doc_id)
+    with pytest.raises(QAError, match="is empty. Run `python -m ingest`"):
+        ws.ask(session, "Who keeps the Brelloway lighthouse?")
+    assert len(session.turns) == 1  # the answer already given is kept
+
+
 def test_deleting_a_corpus_document_warns_that_its_file_remains(ws):
     doc = next(d for d in ws.summaries() if d.title == "The Brelloway lighthouse ledger")
     message = ws.delete(doc.doc_id)
