@@ -538,11 +538,7 @@ def ensure_index(n: int, base: int = DEFAULT_BASE, chroma_url: str | None = None
     needed = list({id(o): o for o in (it.copy_of or it for it in items)}.values())  # originals used
     cache = ensure_embeddings(needed, embedder)
     marker.unlink(missing_ok=True)
-    if chroma_url:
-        store.drop()
-    else:
-        shutil.rmtree(local, ignore_errors=True)
-        store = IndexStore(settings, embedder.model_id, embedder.dimension)
+    store.drop()  # through the client: Chroma caches an open local index per path, so no rmtree
     write_index(store, items, cache)
     info = {**build_info(n, base, items), "build_seconds": round(time.perf_counter() - t0, 1), "built": now_iso()}
     marker.parent.mkdir(parents=True, exist_ok=True)
