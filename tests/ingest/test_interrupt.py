@@ -141,7 +141,9 @@ def inspect_index(index: Path) -> dict:
 
 def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder):
     corpus = tmp_path / "corpus"
-    n_docs = max(40, EMBED_GROUP * 4 // 50)  # ~17 chunks each: about 1.3 embedding groups in all
+    # ~17 chunks each: about 6 embedding groups, several seconds even for the fast int8 backend
+    # (~650 tiny chunks/s), so both interruptions below land while embedding is still going on.
+    n_docs = max(40, EMBED_GROUP * 6 // 17)
     synthetic_corpus(corpus, n_docs=n_docs, sentences_per_doc=4)
     index = tmp_path / "index"
 
