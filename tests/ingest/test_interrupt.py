@@ -40,6 +40,9 @@ class IngestProcess:
             [sys.executable, "-m", "ingest", str(corpus), "--index", str(index), "--json",
              "--chunk-size", str(CHUNK_SIZE), "--chunk-overlap", str(CHUNK_OVERLAP)],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # A shell's background job (nohup cmd &, some CI runners) starts with SIGINT ignored, and
+            # Python then keeps ignoring it: give the child the default, so Ctrl-C is KeyboardInterrupt.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.stderr = ""
         self._lock = threading.Lock()
