@@ -30,7 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
-from latency import USER_OMP, ROOT, free_port, loadavg, run_context, say, uptime_load, write_result  # noqa: E402
+from common import peak_rss_mb  # noqa: E402
+from latency import ROOT, free_port, loadavg, record, say, uptime_load  # noqa: E402
 
 QUESTION = "Which country most recently accredited Taliban envoys, and when?"
 
@@ -125,13 +126,7 @@ class App:
         return "\n".join(line for _, line in self.lines[-n:])
 
     def rss_mb(self) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except (OSError, AttributeError):
-            pass
-        return None
+        return peak_rss_mb(self.proc.pid) if self.proc is not None else None
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -251,12 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                "http_up_s": round(statistics.median(r["http_up_s"] for r in runs), 2),
                "first_answer_call_s": round(statistics.median(r["first_answer_call_s"] for r in runs), 2),
                "index": label, "ingest_check": not args.no_ingest, "runs": runs}
-    omp = USER_OMP  # as set by the caller; the project may set its own default when torch loads
-    figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": omp}  # the app applies its own default otherwise
-    key = label + (",no-ingest" if args.no_ingest else "") + (f",OMP_WAIT_POLICY={omp}" if omp else "")
-    path = write_result("cold_start", key, figures, run_context(started_uptime, started_load))
-    say(f"written to {path}")
-    print(json.dumps(figures))
+    record("cold_start", label + (",no-ingest" if args.no_ingest else ""), figures, started_uptime, started_load)
     return 0
 
 

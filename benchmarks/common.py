@@ -87,23 +87,39 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
+def machine() -> dict[str, Any]:
+    """CPUs available to this process, CPU model, Python version (cheap: imports nothing)."""
     try:
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:
         nproc = os.cpu_count()
-    info: dict[str, Any] = {
-        "nproc": nproc,
-        "cpu_model": cpu_model(),
-        "python": platform.python_version(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return {"nproc": nproc, "cpu_model": cpu_model(), "python": platform.python_version()}
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def machine_info() -> dict[str, Any]:
+    """``machine()``, the date, and the versions of the inference packages (imports them)."""
+    info: dict[str, Any] = {**machine(), "date": now_iso()}
     for name in ("torch", "sentence_transformers", "onnxruntime"):
         try:
             info[name] = __import__(name).__version__
         except Exception:
             pass
     return info
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of a running process, from /proc; None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def command_line() -> str:

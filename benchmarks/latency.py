@@ -52,14 +52,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import random
 import resource
-import shlex
 import shutil
 import socket
 import statistics
@@ -83,6 +80,9 @@ USER_OMP = os.environ.get("OMP_WAIT_POLICY")  # before anything (ingest.embed) s
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import command_line, loadavg, machine, now_iso, peak_rss_mb, update_results  # noqa: E402
+
 for _key, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("ANONYMIZED_TELEMETRY", "False"),
                      ("GRADIO_ANALYTICS_ENABLED", "False"), ("TOKENIZERS_PARALLELISM", "false")):
     os.environ.setdefault(_key, _value)
@@ -93,16 +93,6 @@ def say(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------- machine & results
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def uptime_load() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
@@ -110,49 +100,23 @@ def uptime_load() -> str:
         return ""
 
 
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine() -> dict[str, Any]:
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
-    return {"nproc": nproc, "cpu_model": cpu_model(), "python": platform.python_version()}
-
-
-def command_line() -> str:
-    script = Path(sys.argv[0])
-    try:
-        script = script.resolve().relative_to(ROOT)
-    except ValueError:
-        pass
-    return shlex.join(["python", str(script), *sys.argv[1:]])
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def write_result(name: str, key: str, figures: dict[str, Any], context: dict[str, Any]) -> Path:
     """Keep the latest run per configuration ``key`` in benchmarks/results/<name>.json."""
     path = RESULTS_DIR / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except ValueError:
-            data = {}
-    data.setdefault("runs", {})[key] = {"figures": figures, **context}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    update_results(path, key, {"figures": figures, **context})
     return path
+
+
+def record(name: str, key: str, figures: dict[str, Any], started_uptime: str, started_load,
+           **env: Any) -> None:
+    """Note the caller's ``OMP_WAIT_POLICY`` (the project sets its own default when it loads a model;
+    a caller's setting is part of the results key), keep the run in results/<name>.json, and print
+    the figures as the last stdout line."""
+    figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": USER_OMP, **env}
+    key += f",OMP_WAIT_POLICY={USER_OMP}" if USER_OMP else ""
+    path = write_result(name, key, figures, run_context(started_uptime, started_load))
+    say(f"written to {path}")
+    print(json.dumps(figures))
 
 
 def run_context(started_uptime: str, started_load) -> dict[str, Any]:
@@ -583,13 +547,7 @@ class ChromaServer:
         raise SystemExit(f"chroma run did not answer within 120 s; see {self.log}")
 
     def peak_rss_mb(self) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except (OSError, AttributeError):
-            pass
-        return None
+        return peak_rss_mb(self.proc.pid) if self.proc is not None else None
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -799,13 +757,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"that reuse their originals' embeddings (plus jitter {JITTER}); the other "
                             f"{info.get('original_chunks')} were embedded for real. rss_mb is the peak RSS of "
                             "this process before the baseline's model was loaded.")
-        omp = USER_OMP  # as set by the caller; the project may set its own default when torch loads
-        figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": omp,
-                          "OMP_WAIT_POLICY_effective": os.environ.get("OMP_WAIT_POLICY")}
-        key = f"chunks={args.chunks}" + (",server" if args.server else "") + (f",OMP_WAIT_POLICY={omp}" if omp else "")
-        path = write_result("latency", key, figures, run_context(started_uptime, started_load))
-        say(f"written to {path}")
-        print(json.dumps(figures))
+        record("latency", f"chunks={args.chunks}" + (",server" if args.server else ""), figures, started_uptime,
+               started_load, OMP_WAIT_POLICY_effective=os.environ.get("OMP_WAIT_POLICY"))
         return 0
     finally:
         if server is not None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import html
-import json
 import statistics
 import sys
 import threading
@@ -49,7 +48,7 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
 from cold_start import answer_json, client, error_html, respond_args, start_app, transcript_html  # noqa: E402
-from latency import USER_OMP, BENCH, loadavg, percentile, run_context, say, uptime_load, write_result  # noqa: E402
+from latency import BENCH, loadavg, percentile, record, say, uptime_load  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------- questions
@@ -279,13 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if app is not None:
             app.stop()
-    omp = USER_OMP  # as set by the caller; the project may set its own default when torch loads
-    figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": omp}  # the app applies its own default otherwise
     key = f"sessions={args.sessions},seconds={args.seconds:g}," + figures["target"] + (
-        ",shared-client" if args.shared_client else "") + (f",OMP_WAIT_POLICY={omp}" if omp else "")
-    path = write_result("load", key, figures, run_context(started_uptime, started_load))
-    say(f"written to {path}")
-    print(json.dumps(figures))
+        ",shared-client" if args.shared_client else "")
+    record("load", key, figures, started_uptime, started_load)
     return 0
 
 

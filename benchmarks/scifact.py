@@ -47,6 +47,7 @@ DEPTH = 100  # documents scored per query (recall@100)
 CHUNK_DEPTH = 400  # chunks fetched per retriever; ~3 chunks per abstract, so > 100 documents
 
 sys.path.insert(0, str(ROOT))
+from common import machine  # noqa: E402  (benchmarks/ is the script's folder)
 
 PUBLISHED = [  # ../shared/bench/README.md
     ("BM25 (BEIR paper)", 0.665, None),
@@ -248,18 +249,6 @@ def sweep(runner: Runner, queries: dict[str, str], raw, qrels) -> dict:
 
 
 # ----------------------------------------------------------------------------- output
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
-
-
 def table(figures: dict) -> str:
     lines = ["| system | nDCG@10 | R@100 |", "| --- | --- | --- |"]
     for name, ndcg, rec in PUBLISHED:
@@ -337,7 +326,7 @@ def write_results(figures: dict, runner: Runner, n_queries: int, argv, split: di
         "figures": figures,
         "published": [{"system": n, "ndcg@10": a, "recall@100": b} for n, a, b in PUBLISHED],
         "date": dt.date.today().isoformat(),
-        "machine": machine(),
+        "machine": {**machine(), "platform": platform.platform()},
         "command": "python benchmarks/scifact.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "embedding_model": runner.embedder.model_id,
         "backend": runner.embedder.backend,
