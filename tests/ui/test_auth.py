@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from tests.servers import free_port, serve
-from tests.ui.conftest import REPO_ROOT, START_TIMEOUT
+from tests.ui.conftest import running_app
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +18,7 @@ QUESTION = "Who offered sanctuary to Ahmad Massoud?"
 
 @pytest.fixture(scope="module")
 def auth_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("auth-app")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env.update(QA_INDEX_DIR=str(root / "index"), QA_UPLOAD_DIR=str(root / "uploads"), QA_PORT=str(port),
-               QA_AUTH=f"{USER}:{PASSWORD}", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False", ANONYMIZED_TELEMETRY="False", PYTHONUNBUFFERED="1", TMPDIR=str(root))
-    url = f"http://127.0.0.1:{port}/"
-    with serve([sys.executable, str(REPO_ROOT / "app.py")], url, root / "app.log", "app.py with QA_AUTH",
-               timeout=START_TIMEOUT, poll=1, cwd=REPO_ROOT, env=env):
+    with running_app(tmp_path_factory.mktemp("auth-app"), QA_AUTH=f"{USER}:{PASSWORD}") as url:
         yield url
 
 
