@@ -23,7 +23,7 @@ set; dev_qa, seed_qa and the XQuAD dev half do not move either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -119,7 +119,7 @@ class HybridRetriever:
         self.embedder = embedder
         self.config = config or RetrievalConfig()
         self._lexical: lexical.LexicalIndex | None = None
-        self._docs_cache: tuple[str, list[DocRecord], dict[str, tuple[int, ...]]] | None = None
+        self._docs_cache: tuple[str, list[DocRecord], dict[str, DocRecord], dict[str, tuple[int, ...]]] | None = None
 
     # ------------------------------------------------------------- state
     @property
@@ -147,13 +147,18 @@ class HybridRetriever:
 
     def pages(self) -> dict[str, tuple[int, ...]]:
         """Page start offsets of paged documents (PDFs) by doc id, cached with the documents."""
-        return self._documents(self.loaded_index.token)[1]
+        return self._documents(self.loaded_index.token)[2]
 
-    def _documents(self, token: str) -> tuple[list[DocRecord], dict[str, tuple[int, ...]]]:
+    def documents_by_id(self, doc_ids: Iterable[str]) -> list[DocRecord]:
+        """The complete documents among ``doc_ids`` (a lookup, not a scan of the whole list)."""
+        by_id = self._documents(self.lexical_index.token)[1]
+        return [by_id[d] for d in doc_ids if d in by_id]
+
+    def _documents(self, token: str) -> tuple[list[DocRecord], dict[str, DocRecord], dict[str, tuple[int, ...]]]:
         if self._docs_cache is None or self._docs_cache[0] != token:
             docs = [r for r in self.store.list_documents() if r.status == COMPLETE]
-            self._docs_cache = (token, docs, {r.doc_id: r.pages for r in docs if r.pages})
-        return self._docs_cache[1], self._docs_cache[2]
+            self._docs_cache = (token, docs, {r.doc_id: r for r in docs}, {r.doc_id: r.pages for r in docs if r.pages})
+        return self._docs_cache[1:]
 
     # ------------------------------------------------------------- filters
     def _allowed_docs(self, filters: Filters, token: str) -> list[str] | None:

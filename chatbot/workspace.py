@@ -372,7 +372,7 @@ class Workspace:
         return out
 
     def summary(self, doc_id: str) -> DocSummary | None:
-        record = next((r for r in self.service.retriever.documents() if r.doc_id == doc_id), None)
+        record = next(iter(self.service.retriever.documents_by_id([doc_id])), None)
         return self.summaries([record])[0] if record else None
 
     def overview(self, examples: int = 6) -> Overview:
@@ -697,7 +697,7 @@ class Workspace:
         if turn.export_entry is None or turn.export_entry[0] != self._generation:
             generation = self._generation  # read first: a change while building redoes the entry next time
             cited = {c.doc_id for c in turn.answer.citations + turn.answer.evidence}
-            records = [r for r in self.service.retriever.documents() if r.doc_id in cited]
+            records = self.service.retriever.documents_by_id(sorted(cited))
             turn.export_entry = (generation, self._turn_data(turn, {d.doc_id: d for d in self.summaries(records)}))
         return turn.export_entry[1]
 
