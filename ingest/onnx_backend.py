@@ -176,9 +176,12 @@ def _quantize(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # quantize_dynamic warns "consider pre-processing" through logging.warning(), which also gives
+    # the root logger a stderr handler if it has none; that handler would then print other
+    # libraries' DEBUG records (bm25s sets its logger to DEBUG) for the rest of the process.
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))  # quantize_dynamic warns "consider pre-processing"
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(max(level, logging.ERROR))
     tmp = _tmp_path(dst)
     try:
         quantize_dynamic(
@@ -189,6 +192,7 @@ def _quantize(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
     finally:
         root.setLevel(level)
+        root.handlers[:] = handlers
         tmp.unlink(missing_ok=True)
 
 

@@ -2,6 +2,10 @@
 int8 (the default) close ones that depend on nothing but the text; which backend an index uses."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -9,6 +13,7 @@ pytest.importorskip("onnx")  # needed to export/quantise (see requirements.txt)
 pytest.importorskip("onnxruntime")
 
 from ingest.embed import DEFAULT_BACKEND, MODEL_ID, SentenceTransformerEmbedder, choose_backend  # noqa: E402
+from tests.ingest.helpers import REPO_ROOT  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +90,15 @@ def test_default_backend_and_choice_for_existing_indexes():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend"):
         SentenceTransformerEmbedder(backend="tensorrt")
+
+
+def test_first_ingest_with_an_export_prints_no_library_debug_output(tmp_path, seed_corpus):
+    """The int8 export once left a stderr handler on the root logger (quantize_dynamic's
+    logging.warning), after which bm25s's DEBUG records were printed by `python -m ingest`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env.update(QA_MODELS_DIR=str(tmp_path / "models"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-m", "ingest", str(seed_corpus), "--index", str(tmp_path / "index"),
+                          "--quiet"], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert list((tmp_path / "models").rglob("model_int8.onnx"))  # the export really ran in that process
+    assert "DEBUG" not in out.stderr, out.stderr[-2000:]
