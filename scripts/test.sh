@@ -9,7 +9,9 @@ PY=${PYTHON:-python3}
 stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-test"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements-test.txt
+  # --no-cache-dir: pip's wheel cache ignores the llama.cpp build flags in requirements-llm.txt,
+  # so a wheel compiled elsewhere with other flags could be reused.
+  .venv/bin/python -m pip install -q --no-cache-dir -r requirements-test.txt
   touch "$stamp"
 fi
 # Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
