@@ -1,4 +1,4 @@
-"""`python -m chatbot ask|eval` — the command-line edge (a stable contract for scripts)."""
+"""`python -m chatbot ask|eval|brief|verify` — the command-line edge (a stable contract for scripts)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from chatbot.brief import command as brief_command
 from chatbot.types import Answer, QAError
 from ingest.settings import DEFAULT_INDEX, Settings
 from ingest.types import IngestError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("qa_file", type=Path, metavar="QA.jsonl")
     _common(ev)
     ev.add_argument("--out", type=Path, metavar="FILE", help="also write the full JSON result here")
+    brief_command.add_parsers(sub)
     return parser
 
 
@@ -63,6 +65,8 @@ def make_service(args) -> tuple:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in brief_command.COMMANDS:
+            return brief_command.run(args)
         if args.top_k is not None and not 1 <= args.top_k <= 100:
             raise QAError(f"--top-k must be between 1 and 100 (got {args.top_k}).")
         if args.command == "ask":

