@@ -1,27 +1,8 @@
 """Generative answers through a LangChain chat model, every sentence checked against its sources.
 
-Providers (``QA_LLM``):
-
-- ``openai``   — any OpenAI-compatible endpoint (vLLM, llama.cpp's server, LM Studio, Ollama's /v1,
-  OpenAI itself) through ``langchain_openai.ChatOpenAI``;
-- ``ollama``   — ``langchain_ollama.ChatOllama``;
-- ``llamacpp`` — an in-process GGUF file through llama-cpp-python (LangChain's ``ChatLlamaCpp``);
-  optional: ``pip install -r requirements-llm.txt``.
-
-Settings (read from ``Settings.extra``, i.e. the ``QA_*`` environment variables):
-
-==================  ===========================================================================
-QA_LLM              openai | ollama | llamacpp (unset, ``none`` or ``off``: no LLM)
-QA_LLM_MODEL        model name (openai, ollama) or path to a .gguf file (llamacpp); required
-QA_LLM_BASE_URL     openai: endpoint incl. /v1 (default https://api.openai.com/v1);
-                    ollama: default http://127.0.0.1:11434
-QA_LLM_API_KEY      openai only (default: a dummy key, enough for local servers)
-QA_LLM_TIMEOUT      seconds per request (default 60)
-QA_LLM_MAX_TOKENS   longest answer in tokens (default 300)
-QA_LLM_CTX          context window in tokens (llamacpp default 4096; ollama: server default)
-QA_LLM_PASSAGES     passages put in the prompt, best first (default 5)
-QA_LLM_MIN_SUPPORT  support a sentence needs to count as supported (default 0.6, see below)
-==================  ===========================================================================
+Providers, settings and the call itself (deadline, the supervised llama.cpp process) live in
+``chatbot/llm_client.py`` and ``chatbot/llm_server.py``; this module builds the prompt and checks the
+model's answer.
 
 The prompt numbers the passages ``[1]..[k]`` and fences each in ``<passage id=n>…</passage>``
 with an explicit instruction to treat passage text as data and ignore instructions inside it.
@@ -50,27 +31,28 @@ service then shows the extractive answer with a one-line notice.
 from __future__ import annotations
 
 import html
-import importlib.util
 import re
-import threading
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from chatbot.llm_client import (
+    ChatClient,
+    LLMConfig,
+    LLMConfigError,  # noqa: F401  (part of this module's interface: the CLI and tests import it here)
+    LLMUnavailable,
+    check_provider,
+    content_text,
+    one_line,
+)
 from chatbot.retrieve import Passage
-from chatbot.types import Answer, Citation, Claim, QAError
+from chatbot.types import Answer, Citation, Claim
 from ingest.lexical import STOPWORDS, tokenize
 
-PROVIDERS = ("openai", "ollama", "llamacpp")
 NOT_IN_SOURCES = "The sources don't say"
 UNSUPPORTED_FLAG = "(unsupported)"
-INSTALL_HINT = "pip install -r requirements-llm.txt"
-DUMMY_API_KEY = "sk-no-key-required"
-OLLAMA_URL = "http://127.0.0.1:11434"
-OPENAI_URL = "https://api.openai.com/v1"
 
 SYSTEM_PROMPT = """\
 You answer questions about documents, using only the numbered passages the user provides.
@@ -87,76 +69,6 @@ Rewrite the user's follow-up question as one standalone question that can be und
 the conversation. Keep names, places, dates and numbers. Reply with the question only."""
 
 
-class LLMUnavailable(Exception):
-    """The LLM could not answer (unreachable, failing, timed out). The message is one short line."""
-
-
-class LLMConfigError(QAError):
-    """A QA_LLM* setting is wrong or a required package is missing (a clear one-sentence message)."""
-
-
-# --------------------------------------------------------------------------- configuration
-@dataclass(frozen=True)
-class LLMConfig:
-    provider: str
-    model: str
-    base_url: str | None = None
-    api_key: str = DUMMY_API_KEY
-    timeout: float = 60.0
-    max_tokens: int = 300
-    n_ctx: int | None = None
-    max_passages: int = 5
-    min_support: float = 0.6
-    temperature: float = 0.0
-
-    @classmethod
-    def from_settings(cls, settings) -> "LLMConfig | None":
-        env: Mapping[str, str] = getattr(settings, "extra", None) or {}
-        provider = (env.get("QA_LLM") or "").strip().lower()
-        if provider in ("", "none", "off", "no", "0", "false"):
-            return None
-        if provider not in PROVIDERS:
-            raise LLMConfigError(f"QA_LLM must be one of {', '.join(PROVIDERS)} (got {env.get('QA_LLM')!r}).")
-        model = (env.get("QA_LLM_MODEL") or "").strip()
-        if not model:
-            what = "the path of a .gguf file" if provider == "llamacpp" else "the model name the server expects"
-            raise LLMConfigError(f"QA_LLM={provider} needs QA_LLM_MODEL: set it to {what}.")
-        base_url = (env.get("QA_LLM_BASE_URL") or "").strip().rstrip("/") or None
-        if provider == "openai":
-            base_url = base_url or OPENAI_URL
-        elif provider == "ollama":
-            base_url = base_url or OLLAMA_URL
-        if base_url and not base_url.startswith(("http://", "https://")):
-            raise LLMConfigError(f"QA_LLM_BASE_URL must look like http://host:port (got {base_url!r}).")
-        n_ctx = _number(env, "QA_LLM_CTX", int, None, 256, 1_000_000)
-        if provider == "llamacpp" and n_ctx is None:
-            n_ctx = 4096
-        return cls(
-            provider=provider,
-            model=model,
-            base_url=base_url if provider != "llamacpp" else None,
-            api_key=(env.get("QA_LLM_API_KEY") or "").strip() or DUMMY_API_KEY,
-            timeout=_number(env, "QA_LLM_TIMEOUT", float, 60.0, 0.1, 3600),
-            max_tokens=_number(env, "QA_LLM_MAX_TOKENS", int, 300, 8, 8192),
-            n_ctx=n_ctx,
-            max_passages=_number(env, "QA_LLM_PASSAGES", int, 5, 1, 20),
-            min_support=_number(env, "QA_LLM_MIN_SUPPORT", float, 0.6, 0.0, 1.0),
-        )
-
-
-def _number(env: Mapping[str, str], name: str, kind, default, lo, hi):
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise LLMConfigError(f"{name} must be a{'n integer' if kind is int else ' number'} (got {raw!r}).") from None
-    if not lo <= value <= hi:
-        raise LLMConfigError(f"{name} must be between {lo} and {hi} (got {raw!r}).")
-    return value
-
-
 def llm_from_settings(settings, embedder=None) -> "LLMAnswerer | None":
     """The configured answerer, or None when QA_LLM is not set. Checks the settings and the
     packages now (``LLMConfigError``); models load and servers are contacted on first use."""
@@ -165,51 +77,6 @@ def llm_from_settings(settings, embedder=None) -> "LLMAnswerer | None":
         return None
     check_provider(config)
     return LLMAnswerer(config, embedder=embedder)
-
-
-def check_provider(config: LLMConfig) -> None:
-    needed = {"openai": ["langchain_openai"], "ollama": ["langchain_ollama"],
-              "llamacpp": ["llama_cpp", "langchain_community"]}[config.provider]
-    missing = [m for m in needed if importlib.util.find_spec(m) is None]
-    if missing:
-        extra = f" (`{INSTALL_HINT}`)" if config.provider == "llamacpp" else " (`pip install -r requirements.txt`)"
-        raise LLMConfigError(f"QA_LLM={config.provider} needs the Python package(s) "
-                             f"{', '.join(missing)}, which are not installed{extra}.")
-    if config.provider == "llamacpp":
-        path = Path(config.model).expanduser()
-        if not path.is_file():
-            raise LLMConfigError(f"QA_LLM_MODEL must be the path of a .gguf file for QA_LLM=llamacpp "
-                                 f"(not found: {path}).")
-
-
-def make_chat_model(config: LLMConfig):
-    """The LangChain chat model for ``config`` (loads the GGUF file for llamacpp)."""
-    if config.provider == "openai":
-        from langchain_openai import ChatOpenAI
-
-        return ChatOpenAI(model=config.model, base_url=config.base_url, api_key=config.api_key,
-                          temperature=config.temperature, max_tokens=config.max_tokens,
-                          timeout=config.timeout, max_retries=1)
-    if config.provider == "ollama":
-        from langchain_ollama import ChatOllama
-
-        kwargs: dict[str, Any] = {}
-        if config.n_ctx:
-            kwargs["num_ctx"] = config.n_ctx
-        return ChatOllama(model=config.model, base_url=config.base_url, temperature=config.temperature,
-                          num_predict=config.max_tokens, client_kwargs={"timeout": config.timeout}, **kwargs)
-    if config.provider == "llamacpp":
-        check_provider(config)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # langchain-community announces its sunset on import
-            from langchain_community.chat_models import ChatLlamaCpp
-        # rope_freq_*=0 means "as stored in the GGUF file" (ChatLlamaCpp's defaults override it).
-        return ChatLlamaCpp(model_path=str(Path(config.model).expanduser()), n_ctx=config.n_ctx or 4096,
-                            n_batch=512, max_tokens=config.max_tokens, temperature=config.temperature,
-                            seed=0, rope_freq_base=0.0, rope_freq_scale=0.0, verbose=False, streaming=False)
-    raise LLMConfigError(f"QA_LLM must be one of {', '.join(PROVIDERS)} (got {config.provider!r}).")
 
 
 # --------------------------------------------------------------------------- prompt
@@ -247,12 +114,6 @@ def prompt_passages(passages: Sequence[Passage], config: LLMConfig) -> list[Pass
         while len(chosen) > 1 and sum(len(passage_text(p)) + 60 for p in chosen) > budget_chars:
             chosen.pop()
     return chosen
-
-
-def _to_langchain(messages: Sequence[tuple[str, str]]):
-    from langchain_core.messages import HumanMessage, SystemMessage
-
-    return [SystemMessage(content) if role == "system" else HumanMessage(content) for role, content in messages]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -474,9 +335,12 @@ def check_claims(drafts: Sequence[DraftSentence], passages: Sequence[Passage], e
 class LLMAnswerer:
     config: LLMConfig
     embedder: Any = None
-    chat_model: Any = None  # built on first use unless given
     page_of: Any = None  # callable(doc_id, start) -> page | None, set by attach()
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    client: ChatClient | None = None  # built from config unless given (e.g. sharing a llama.cpp server)
+
+    def __post_init__(self) -> None:
+        if self.client is None:
+            self.client = ChatClient(self.config)
 
     @property
     def provider(self) -> str:
@@ -511,67 +375,19 @@ class LLMAnswerer:
         return self.embedder
 
     def warm_up(self) -> None:
-        """Load the model now (llamacpp) instead of on the first question."""
-        self._model()
+        """Get the model ready now instead of on the first question (llamacpp: start its server
+        process and wait until it answers; ``LLMUnavailable`` if it cannot start)."""
+        self.client.warm_up()
 
-    def _model(self):
-        if self.chat_model is None:
-            try:
-                self.chat_model = make_chat_model(self.config)
-            except LLMConfigError:
-                raise
-            except Exception as exc:  # a broken GGUF file, an incompatible llama.cpp build...
-                raise LLMUnavailable(f"cannot load {self.config.model}: {_one_line(exc)}") from exc
-        return self.chat_model
-
-    # ------------------------------------------------------------- calling the model
-    def _call_kwargs(self, deadline: float, timed_out: list) -> dict:
-        if self.config.provider != "llamacpp":
-            return {}
-        client = getattr(self._model(), "client", None)
-        eos = client.token_eos() if client is not None else None
-
-        def stop_at_deadline(input_ids, scores):  # llama.cpp has no request timeout: end the answer
-            if time.monotonic() > deadline and eos is not None:
-                timed_out.append(True)
-                scores[:] = -np.inf
-                scores[eos] = 0.0
-            return scores
-
-        from llama_cpp import LogitsProcessorList
-
-        return {"logits_processor": LogitsProcessorList([stop_at_deadline])}
-
-    def _where(self) -> str:
-        c = self.config
-        return f"{c.provider} ({c.base_url or c.model})"
+    def close(self) -> None:
+        """Stop the llama.cpp server process, if any (it also stops when this process exits)."""
+        self.client.close()
 
     def generate(self, messages: Sequence[tuple[str, str]]) -> str:
         return "".join(self._stream(messages, stream=False))
 
     def _stream(self, messages: Sequence[tuple[str, str]], stream: bool = True) -> Iterator[str]:
-        model = self._model()
-        timed_out: list = []
-        lock = self._lock if self.config.provider == "llamacpp" else _NO_LOCK
-        with lock:
-            try:
-                kwargs = self._call_kwargs(time.monotonic() + self.config.timeout, timed_out)
-                lc_messages = _to_langchain(messages)
-                if stream:
-                    for chunk in model.stream(lc_messages, **kwargs):
-                        piece = _content(chunk)
-                        if piece:
-                            yield piece
-                else:
-                    yield _content(model.invoke(lc_messages, **kwargs))
-            except LLMUnavailable:
-                raise
-            except GeneratorExit:
-                raise
-            except Exception as exc:
-                raise LLMUnavailable(f"{self._where()} failed: {_one_line(exc)}") from exc
-        if timed_out:
-            raise LLMUnavailable(f"{self._where()} timed out after {self.config.timeout:g} s")
+        return self.client.stream(messages, stream=stream)
 
     # ------------------------------------------------------------- answering
     def answer(self, question: str, standalone: str, passages: Sequence[Passage], fallback: Answer) -> Answer:
@@ -600,11 +416,11 @@ class LLMAnswerer:
             yield piece
         raw = "".join(pieces).strip()
         if not raw:
-            raise LLMUnavailable(f"{self._where()} returned an empty answer")
+            raise LLMUnavailable(f"{self.client.where} returned an empty answer")
         try:
             answer = self.finish(question, standalone, chosen, fallback, raw)
         except Exception as exc:  # never a traceback for the user: the service falls back
-            raise LLMUnavailable(f"checking the model's answer failed: {_one_line(exc)}") from exc
+            raise LLMUnavailable(f"checking the model's answer failed: {one_line(exc)}") from exc
         yield answer
 
     def finish(self, question: str, standalone: str, passages: Sequence[Passage], fallback: Answer,
@@ -702,31 +518,6 @@ class LLMAnswerer:
         return text
 
 
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NO_LOCK = _NoLock()
-
-
-def _content(message) -> str:
-    content = getattr(message, "content", message)
-    if isinstance(content, list):  # content blocks
-        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
-    return str(content or "")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    name = type(exc).__name__
-    text = text if text.startswith(name) else f"{name}: {text}"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def _turns(history: Sequence) -> list[tuple[str, str]]:
     """(user, assistant) pairs from tuples, {"user", "assistant"} dicts or {"role", "content"} messages."""
     out: list[tuple[str, str]] = []
@@ -734,7 +525,7 @@ def _turns(history: Sequence) -> list[tuple[str, str]]:
         if isinstance(turn, (tuple, list)) and len(turn) >= 2:
             out.append((str(turn[0] or ""), str(turn[1] or "")))
         elif isinstance(turn, dict) and "role" in turn:
-            content = _content(turn.get("content", ""))
+            content = content_text(turn.get("content", ""))
             if turn["role"] == "user":
                 out.append((content, ""))
             elif turn["role"] == "assistant" and out:

