@@ -15,16 +15,17 @@ keeps whatever happens inside llama.cpp out of our process:
 - **Supervision**: when a request fails and the child has exited (a crash, a kill), the error
   names the signal or status and the child is restarted at once; failures in a row (crashes or
   failed starts, counted until an answer succeeds) wait 5 s, 30 s, 2 min, then 5 min before the
-  next start, so a model that crashes on every request is not restarted in a loop. Meanwhile
-  every question gets the extractive answer with the reason as its notice.
+  next start (a failed start waits at least 5 s), so a model that crashes on every request is not
+  restarted in a loop. Meanwhile every question gets the extractive answer with the reason as its
+  notice.
 - **Shutdown**: ``close()``, or at interpreter exit. If the parent dies without cleaning up
   (SIGKILL), the child notices within a second: its stdin is a pipe whose write end only the
   parent holds (end-of-file), and its parent pid changes. (``PR_SET_PDEATHSIG`` is not used: it
   fires when the *thread* that started the child exits, and starts happen in a short-lived thread.)
 - **Log**: the child's output is appended to ``QA_LLM_LOG`` (default ``.logs/llm-server.log`` in the
   project, rotated at 10 MB): llama.cpp's load report (including the CPU features it uses, e.g.
-  ``AVX2 = 1 | AVX512 = 0``), one line per request, and a Python traceback if it dies of a fatal
-  signal. Crashes are also reported on the parent's stderr with the log's path.
+  ``AVX2 = 1 | AVX512 = 0``), each request's timings, and a Python traceback if it dies of a
+  fatal signal. Crashes are also reported on the parent's stderr with the log's path.
 
 Nothing here imports llama_cpp in the parent; ``main`` (the child) does.
 """
@@ -157,10 +158,10 @@ class LlamaServer:
             return f"{reason}; restarting it"
         return f"{reason} ({self._failures} failures in a row); the next start is in {delay:.0f} s"
 
-    def _failed(self, reason: str) -> float:
+    def _failed(self, reason: str, at_least: float = 0.0) -> float:
         self._error = reason
         self._failures += 1
-        delay = BACKOFF[min(self._failures, len(BACKOFF)) - 1]
+        delay = max(at_least, BACKOFF[min(self._failures, len(BACKOFF)) - 1])
         self._retry_at = time.monotonic() + delay
         return delay
 
@@ -186,8 +187,8 @@ class LlamaServer:
                 self._endpoint = endpoint
                 self._error = None
                 self.starts += 1
-            else:
-                self._failed(error)
+            else:  # a start that failed will likely fail again: not at once
+                self._failed(error, at_least=BACKOFF[1])
                 log.warning("%s; see %s", error, self.log_path)
             self._cond.notify_all()
 

@@ -84,8 +84,9 @@ def llm_server_pids(marker: str) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        if b"chatbot.llm_server" in _read(f"/proc/{entry}/cmdline") and \
-                marker.encode() in _read(f"/proc/{entry}/environ") and alive(int(entry)):
+        args = _read(f"/proc/{entry}/cmdline").split(b"\0")
+        if b"chatbot.llm_server" in args and marker.encode() in _read(f"/proc/{entry}/environ") \
+                and alive(int(entry)):
             out.append(int(entry))
     return out
 
