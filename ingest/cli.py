@@ -17,11 +17,16 @@ Re-running is incremental: unchanged files are skipped without loading the model
 replace their old chunks, and files deleted from a scanned folder are removed from the index.
 An interrupted run is repaired by running again.
 
+One writer per index at a time: a run holds the index's writer lock (a lock file in the index
+folder; a lease on a Chroma server), and a second writer (another ingest, the app's upload or
+delete) waits for it with a message, then fails naming the other writer.
+
 Environment:
   QA_INDEX_DIR      index folder (default: {DEFAULT_INDEX})
   QA_CHROMA_URL     use a Chroma server instead, e.g. http://127.0.0.1:8000 (`chroma run`)
   QA_CHUNK_SIZE     chunk size in characters (default 600)
   QA_CHUNK_OVERLAP  overlap in characters of whole sentences (default 150)
+  QA_LOCK_WAIT      seconds to wait for another writer of the same index (default 600)
   QA_EMBED_BACKEND  onnx-int8 (default for a new index), onnx or torch; unset, an existing
                     index keeps the backend it was built with (see README)
 
@@ -45,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-overlap", type=int, metavar="N", help="overlap between chunks in characters")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON summary object as the last line of stdout")
+    parser.add_argument("--lock-wait", type=float, metavar="SECONDS",
+                        help="how long to wait for another process writing the same index (default 600; "
+                             "QA_LOCK_WAIT)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -56,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env(
-            index_dir=args.index, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap
+            index_dir=args.index, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap,
+            lock_wait=args.lock_wait,
         )
         paths = args.paths or [DEFAULT_CORPUS]
         missing = [str(p) for p in paths if not p.exists()]

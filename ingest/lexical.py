@@ -192,9 +192,19 @@ def rebuild(store, token: str | None = None) -> LexicalIndex:
 
 
 def load_or_build(store, token: str | None = None) -> LexicalIndex:
-    """The saved index if it matches ``token`` (default: the store's computed state), else a rebuild."""
+    """The saved index if it matches ``token`` (default: the store's computed state), else a rebuild
+    (after an interrupted run), saved and published only if no writer is at work: a reader takes
+    the writer lock without waiting for that, or else builds in memory, under ``token``, until the
+    writer publishes its own."""
+    from ingest.lock import WriterLock
+    from ingest.types import IndexBusy
+
     token = token or store.state_token()
     index = LexicalIndex.load(store.lexical_dir())
     if index is not None and index.token == token:
         return index
-    return rebuild(store)
+    try:
+        with WriterLock(store.settings, "rebuild the keyword index", wait=0, on_wait=lambda _m: None):
+            return rebuild(store)
+    except IndexBusy:
+        return build_from_store(store, token)

@@ -17,8 +17,20 @@ recursively; hidden files are skipped):
   another file stays).
 - a file that fails to load is reported and, if an older version was ingested, that version is kept.
 
+Public API (the CLI and the app use only this):
+
+- ``Ingestor(settings, embedder=None, store=None, progress=True, on_wait=None).run(paths, rebuild=False)``
+  -> ``IngestReport``; ``Ingestor.delete_document(doc_id)`` -> bool.
+- Both take the index's writer lock themselves (``ingest.lock``): one writer per index at a time,
+  across processes (CLI ingest, the app's uploads and deletes) and threads. A second writer waits
+  up to ``settings.lock_wait`` seconds (``on_wait`` gets one "Waiting for another writer (pid …,
+  since …)" line; default: stderr), then raises ``IngestError`` naming the other writer.
+- ``IngestError`` is for the run as a whole (bad settings, busy or incompatible index);
+  ``IndexBusy`` (a subclass) when another writer held the lock too long.
+
 Crash safety: new documents are written ``pending`` before their chunks and marked ``complete``
-when their last chunk is stored; each run starts by deleting ``pending`` documents and their chunks.
+when their last chunk is stored; each run starts by deleting ``pending`` documents and their chunks,
+holding the writer lock, so the writer that left them is gone (never another process's live work).
 Deletions remove chunks before the document row. So any interrupted run is repaired by re-running.
 """
 from __future__ import annotations
@@ -28,14 +40,16 @@ import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ingest import lexical
 from ingest.chunking import chunk_text
 from ingest.documents import build_document
 from ingest.embed import Embedder
+from ingest.lock import WriterLock
 from ingest.settings import Settings
 from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for
 from ingest.types import BadFile, Chunk, FileFailure, IngestError, IngestReport
@@ -78,8 +92,11 @@ class Ingestor:
         embedder: Embedder | None = None,
         store: IndexStore | None = None,
         progress: bool = True,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_wait = on_wait  # gets "waiting for another writer…" (default: printed to stderr)
+        self._lock: WriterLock | None = None
         self._own_embedder = embedder is None and store is None
         self.embedder = embedder or embedder_for(settings)
         self.store = store or IndexStore(settings, self.embedder.model_id, self.embedder.dimension)
@@ -87,33 +104,52 @@ class Ingestor:
 
     # ------------------------------------------------------------------ public
     def run(self, paths: Sequence[Path], rebuild: bool = False) -> IngestReport:
+        """Ingest ``paths`` (files or folders) incrementally, holding the index's writer lock."""
         started = time.perf_counter()
         files = scan(paths)  # raises IngestError before anything is touched
         roots = [Path(p).resolve() for p in paths if Path(p).is_dir()]
-        if rebuild:
-            self.store.drop()
-            if self._own_embedder:  # the old index chose the backend; a new one gets the default
-                self.embedder = embedder_for(self.settings, new_index=True)
-                self.store = IndexStore(self.settings, self.embedder.model_id, self.embedder.dimension)
-        self.store.open(create=True)
-        report = IngestReport(files=len(files))
-        records = self.store.list_documents()  # listed once: at 100k chunks each listing costs seconds
-        changed = self._recover(records)
-        complete = [r for r in records if r.status == COMPLETE]
-        changed |= self._ingest_files(files, roots, report, complete)
-        self._finish(report, None if changed else complete, started)
+        with self._writer_lock("rebuild" if rebuild else "ingest"):
+            if rebuild:
+                self.store.drop()
+                if self._own_embedder:  # the old index chose the backend; a new one gets the default
+                    self.embedder = embedder_for(self.settings, new_index=True)
+                    self.store = IndexStore(self.settings, self.embedder.model_id, self.embedder.dimension)
+            self.store.open(create=True)
+            report = IngestReport(files=len(files))
+            records = self.store.list_documents()  # listed once: at 100k chunks each listing costs seconds
+            changed = self._recover(records)
+            complete = [r for r in records if r.status == COMPLETE]
+            changed |= self._ingest_files(files, roots, report, complete)
+            self._finish(report, None if changed else complete, started)
         return report
 
     def delete_document(self, doc_id: str) -> bool:
-        """Delete one document and its chunks (the library's delete button)."""
-        if self.store.get_document(doc_id) is None:
-            return False
-        self.store.delete_documents([doc_id])
-        lexical.rebuild(self.store)
+        """Delete one document and its chunks (the library's delete button), holding the writer lock."""
+        with self._writer_lock("delete a document"):
+            if self.store.get_document(doc_id) is None:
+                return False
+            self.store.delete_documents([doc_id])
+            lexical.rebuild(self.store)
         return True
 
     # ---------------------------------------------------------------- internals
+    @contextmanager
+    def _writer_lock(self, purpose: str) -> Iterator[WriterLock]:
+        lock = WriterLock(self.settings, purpose, on_wait=self.on_wait)
+        with lock:
+            self._lock = lock
+            try:
+                yield lock
+            finally:
+                self._lock = None
+
+    def _check_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.check()
+
     def _recover(self, records: list[DocRecord]) -> bool:
+        """Delete documents left ``pending``. Runs only with the writer lock held, so their writer
+        is gone (a local lock is released by the kernel when its holder dies)."""
         pending = [r.doc_id for r in records if r.status != COMPLETE]
         if pending:
             self._say(f"Repairing {len(pending)} document(s) left unfinished by an interrupted run.")
@@ -232,6 +268,7 @@ class Ingestor:
     def _write_new(self, new_docs: list[_Pending]) -> None:
         if not new_docs:
             return
+        self._check_lock()
         remaining = {p.record.doc_id: p.record.n_chunks for p in new_docs}
         by_id = {p.record.doc_id: p.record for p in new_docs}
         items = [(c, p.record) for p in new_docs for c in p.chunks]
@@ -262,6 +299,7 @@ class Ingestor:
         self.embedded = len(items)
 
     def _write_group(self, group, vectors, remaining: dict[str, int], by_id: dict[str, DocRecord]) -> None:
+        self._check_lock()
         self.store.upsert_chunks(group, vectors)
         done = []
         for chunk, record in group:

@@ -27,6 +27,10 @@ class Settings:
     # "torch", "onnx" or "onnx-int8"; None: the one the index was built with, or onnx-int8 for a new
     # index (ingest.embed.choose_backend; see benchmarks/RESULTS.md)
     embed_backend: str | None = None
+    # Seconds a second writer waits for the index's writer lock before failing (ingest.lock).
+    lock_wait: float = 600.0
+    # Chroma server only: a writer's lease not renewed for this long is taken over (ingest.lock).
+    lease_ttl: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -37,6 +41,10 @@ class Settings:
             raise IngestError(
                 f"QA_EMBED_BACKEND must be torch, onnx or onnx-int8 (got {self.embed_backend!r})."
             )
+        if not isinstance(self.lock_wait, (int, float)) or not self.lock_wait >= 0:  # NaN fails too
+            raise IngestError(f"lock_wait must be a number of seconds, 0 or more (got {self.lock_wait!r}).")
+        if not isinstance(self.lease_ttl, (int, float)) or not 1 <= self.lease_ttl < float("inf"):
+            raise IngestError(f"lease_ttl must be at least 1 second (got {self.lease_ttl!r}).")
         if self.chroma_url is not None and not self.chroma_url.startswith(("http://", "https://")):
             raise IngestError(f"QA_CHROMA_URL must look like http://host:port (got {self.chroma_url!r}).")
 
@@ -53,6 +61,9 @@ class Settings:
         for key, name in (("QA_CHUNK_SIZE", "chunk_size"), ("QA_CHUNK_OVERLAP", "chunk_overlap")):
             if env.get(key):
                 values[name] = _int(key, env[key])
+        for key, name in (("QA_LOCK_WAIT", "lock_wait"), ("QA_LEASE_TTL", "lease_ttl")):
+            if env.get(key):
+                values[name] = _float(key, env[key])
         if env.get("QA_EMBED_BACKEND"):
             values["embed_backend"] = env["QA_EMBED_BACKEND"]
         values["extra"] = {k: v for k, v in env.items() if k.startswith("QA_")}
@@ -81,3 +92,10 @@ def _int(name: str, value: str) -> int:
         return int(value)
     except ValueError:
         raise IngestError(f"{name} must be an integer (got {value!r}).") from None
+
+
+def _float(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise IngestError(f"{name} must be a number (got {value!r}).") from None

@@ -24,9 +24,10 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ingest.settings import Settings
-from ingest.types import Chunk, IngestError, SourceDoc
+from ingest.types import Chunk, IndexBusy, IngestError, SourceDoc
 
 INDEX_FORMAT = 1
+_SYNC_ID = "__catch_up__"  # never a chunk id (those are hex digests)
 PENDING, COMPLETE = "pending", "complete"
 
 
@@ -120,6 +121,7 @@ class IndexStore:
         self._client = None
         self._chunks = None
         self._docs = None
+        self._seen_state: str | None = None  # the published state this process's view is current with
 
     # ----------------------------------------------------------------- opening
     @property
@@ -272,10 +274,35 @@ class IndexStore:
         self.chunks.modify(metadata={**self.config, "state": token})
 
     def published_state(self) -> str | None:
-        """The token last published by ingest; a fresh read, so other processes' runs are seen."""
+        """The token last published by ingest; a fresh read, so other processes' runs are seen (and,
+        for a local index, caught up with: see ``_catch_up``)."""
         name = self._names()[0]
         collection = self._get_client().get_collection(name, embedding_function=None)
-        return (collection.metadata or {}).get("state")
+        token = (collection.metadata or {}).get("state")
+        if token != self._seen_state and self._catch_up():
+            self._seen_state = token
+        return token
+
+    def _catch_up(self) -> bool:
+        """Bring this process's view of a local index up to date with writes of other processes.
+
+        Chroma's embedded mode keeps each process's vector index in memory and applies other
+        processes' writes only when this process writes: until then its queries miss their new
+        chunks and still return deleted ones (with no text). Deleting an id that does not exist is
+        a write that changes nothing and applies them. Done under the writer lock, without waiting:
+        False when a writer is busy (try again later; its run publishes a new state at the end)."""
+        if self.settings.chroma_url:
+            return True  # the server has one view
+        from ingest.lock import WriterLock
+
+        try:
+            with WriterLock(self.settings, "catch up with other writers", wait=0, on_wait=lambda _m: None):
+                self.chunks.delete(ids=[_SYNC_ID])
+        except IndexBusy:
+            return False
+        except Exception:  # e.g. a read-only index folder: nothing to catch up with that we could do
+            return True
+        return True
 
     # ------------------------------------------------------------------- chunks
     def upsert_chunks(self, items: Sequence[tuple[Chunk, DocRecord]], vectors: np.ndarray) -> None:
@@ -301,6 +328,7 @@ class IndexStore:
         return [
             _stored_chunk(cid, text, meta, 1.0 - float(dist))
             for cid, text, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+            if meta is not None  # deleted by another process since this one last caught up
         ]
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[StoredChunk]:

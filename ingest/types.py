@@ -81,5 +81,9 @@ class IngestError(Exception):
     """A user-facing problem (bad settings, incompatible index...). The message is one clear sentence."""
 
 
+class IndexBusy(IngestError):
+    """Another writer holds the index's writer lock (``ingest.lock``) longer than we may wait."""
+
+
 class BadFile(Exception):
     """A single input file cannot be ingested; the message is a one-line reason."""

@@ -6,12 +6,16 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pytest
 
 from ingest.chunking import split_sentences
 from ingest.types import Chunk
@@ -23,6 +27,7 @@ SEED_RAW = SHARED_DIR / "corpus" / "central-asia-taliban-engagement.txt"
 APPEAL = "Unlike many news"
 
 _WORD = re.compile(r"\w+")
+PROGRESS = re.compile(r"Embedding:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 
 
 class FakeEmbedder:
@@ -191,3 +196,106 @@ def last_json(stdout: str) -> dict:
     data = json.loads(lines[-1])
     assert isinstance(data, dict)
     return data
+
+
+class IngestProcess:
+    """`python -m ingest` with its stderr read live (for the progress bar)."""
+
+    def __init__(self, corpus: Path, index: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+        env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest", str(corpus), "--index", str(index), "--json", *args],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # A shell's background job (nohup cmd &, some CI runners) starts with SIGINT ignored, and
+            # Python then keeps ignoring it: give the child the default, so Ctrl-C is KeyboardInterrupt.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.stderr = ""
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            data = os.read(self.proc.stderr.fileno(), 4096)
+            if not data:
+                return
+            with self._lock:
+                self.stderr += data.decode("utf-8", "replace")
+
+    def progress(self) -> tuple[int, int] | None:
+        with self._lock:
+            found = PROGRESS.findall(self.stderr)
+        return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+    def wait_for(self, condition, what: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None:
+                pytest.fail(f"ingest finished (exit {self.proc.returncode}) before {what}:\n{self.stderr[-2000:]}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def said(self, text: str) -> bool:
+        with self._lock:
+            return text in self.stderr
+
+    def finish(self, timeout: float = 600) -> tuple[int, str]:
+        # Not communicate(): it would read stderr too, racing the reader thread.
+        stdout = self.proc.stdout.read()
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, stdout.decode()
+
+
+_HEALTH = """
+import json, sys
+from pathlib import Path
+from ingest import lexical
+from ingest.settings import Settings
+from ingest.store import COMPLETE, IndexStore
+settings = Settings(index_dir=Path(sys.argv[1]), chunk_size=int(sys.argv[4]), chunk_overlap=int(sys.argv[5]),
+                    chroma_url=sys.argv[6] if len(sys.argv) > 6 else None)
+store = IndexStore(settings, sys.argv[2], int(sys.argv[3])).open(create=False)
+docs = store.list_documents()
+complete = {r.doc_id: r for r in docs if r.status == COMPLETE}
+per_doc = {}
+chunk_ids = set()
+for cid, _text, meta in store.iter_chunks(include_text=False):
+    per_doc[meta["doc_id"]] = per_doc.get(meta["doc_id"], 0) + 1
+    chunk_ids.add(cid)
+bm25 = lexical.LexicalIndex.load(store.lexical_dir())
+sample = sorted(chunk_ids)[:: max(1, len(chunk_ids) // 100)]
+vectors = store.chunks.get(ids=sample, include=["embeddings"])["embeddings"] if sample else []
+found = store.chunks.query(query_embeddings=list(vectors), n_results=1, include=["distances"]) if sample else None
+print(json.dumps({
+    "unfindable_chunks": sum(1 for d in (found["distances"] if found else []) if not d or d[0] > 1e-3),
+    "documents": len(docs), "pending": len(docs) - len(complete),
+    "paths": sorted(p for r in complete.values() for p in r.paths),
+    "chunks": len(chunk_ids),
+    "orphan_chunks": sum(n for d, n in per_doc.items() if d not in complete),
+    "short_documents": sorted(d for d, r in complete.items() if per_doc.get(d, 0) != r.n_chunks),
+    "bm25_matches": bm25 is not None and sorted(bm25.chunk_ids) == sorted(chunk_ids)
+                    and bm25.token == store.state_token() == store.published_state(),
+}))
+"""
+
+
+def index_health(settings, embedder) -> dict:
+    """What a consistent index must show, counted in a fresh process (a process that did not write
+    the index last may hold a stale view of it): documents, pending ones, their paths, chunks,
+    orphan chunks (of no complete document), documents missing chunks, sampled chunks the vector
+    index does not find by their own vector, and whether the saved BM25 index covers exactly the stored chunks under the published state."""
+    args = [str(settings.index_dir), embedder.model_id, str(embedder.dimension), str(settings.chunk_size),
+            str(settings.chunk_overlap)]
+    if settings.chroma_url:
+        args.append(settings.chroma_url)
+    result = subprocess.run([sys.executable, "-c", _HEALTH, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -3,13 +3,10 @@ afterwards the index equals a clean build of the same folder."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -21,65 +18,16 @@ from ingest import lexical
 from ingest.pipeline import EMBED_GROUP, Ingestor
 from ingest.settings import Settings
 from ingest.store import COMPLETE, IndexStore
-from tests.ingest.helpers import REPO_ROOT, FakeEmbedder, synthetic_corpus
+from tests.ingest.helpers import REPO_ROOT, FakeEmbedder, IngestProcess, synthetic_corpus
 
 pytestmark = pytest.mark.slow
 
 # Tiny chunks embed fast; more than one embedding group so a run can stop between two writes.
 CHUNK_SIZE, CHUNK_OVERLAP = 50, 10
-PROGRESS = re.compile(r"Embedding:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 
 
-class IngestProcess:
-    """`python -m ingest` with its stderr read live (for the progress bar)."""
-
-    def __init__(self, corpus: Path, index: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-        env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest", str(corpus), "--index", str(index), "--json",
-             "--chunk-size", str(CHUNK_SIZE), "--chunk-overlap", str(CHUNK_OVERLAP)],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            # A shell's background job (nohup cmd &, some CI runners) starts with SIGINT ignored, and
-            # Python then keeps ignoring it: give the child the default, so Ctrl-C is KeyboardInterrupt.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        self.stderr = ""
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            data = os.read(self.proc.stderr.fileno(), 4096)
-            if not data:
-                return
-            with self._lock:
-                self.stderr += data.decode("utf-8", "replace")
-
-    def progress(self) -> tuple[int, int] | None:
-        with self._lock:
-            found = PROGRESS.findall(self.stderr)
-        return (int(found[-1][0]), int(found[-1][1])) if found else None
-
-    def wait_for(self, condition, what: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if self.proc.poll() is not None:
-                pytest.fail(f"ingest finished (exit {self.proc.returncode}) before {what}:\n{self.stderr[-2000:]}")
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                pytest.fail(f"timed out waiting for {what}")
-            time.sleep(0.05)
-
-    def finish(self, timeout: float = 600) -> tuple[int, str]:
-        # Not communicate(): it would read stderr too, racing the reader thread.
-        stdout = self.proc.stdout.read()
-        self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=30)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return self.proc.returncode, stdout.decode()
+def start_ingest(corpus: Path, index: Path) -> IngestProcess:
+    return IngestProcess(corpus, index, "--chunk-size", str(CHUNK_SIZE), "--chunk-overlap", str(CHUNK_OVERLAP))
 
 
 def stored_chunk_rows(index: Path) -> int:
@@ -151,7 +99,7 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     index = tmp_path / "index"
 
     # 1. Ctrl-C while the first group is being embedded (the model is loading or encoding).
-    run = IngestProcess(corpus, index)
+    run = start_ingest(corpus, index)
     run.wait_for(lambda: run.progress() is not None, "the progress bar")
     total = run.progress()[1]
     assert total > EMBED_GROUP, "corpus too small to interrupt between two writes"
@@ -164,7 +112,7 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     assert inspect_index(index)["pending"] > 0  # really left unfinished
 
     # 2. kill -9 once the first group's chunks are in the index, while the next group is embedded.
-    run = IngestProcess(corpus, index)
+    run = start_ingest(corpus, index)
     run.wait_for(lambda: (run.progress() or (0, 0))[0] >= EMBED_GROUP, "the first embedded group")
     run.wait_for(lambda: stored_chunk_rows(index) > 0, "chunks in the index")
     assert run.proc.poll() is None
@@ -175,7 +123,7 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     assert 0 < state["chunks"] < total and state["pending"] > 0, state
 
     # 3. Re-run to completion: repaired.
-    run = IngestProcess(corpus, index)
+    run = start_ingest(corpus, index)
     code, stdout = run.finish()
     assert code == 0, run.stderr[-3000:]
     assert "Repairing" in run.stderr
