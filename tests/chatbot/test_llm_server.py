@@ -14,12 +14,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from chatbot.generative import llm_from_settings
-from chatbot.llm_server import LlamaServer
+from chatbot.llm_client import ChatClient, LLMConfig, LLMUnavailable
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer
 from tests.chatbot.helpers import assert_citation_invariants
@@ -108,6 +109,30 @@ def test_a_crash_mid_answer_falls_back_and_the_next_answer_restarts_the_model(ll
     assert server.pid not in (None, old_pid) and server.starts >= 2  # restarted by the supervisor
     assert not alive(old_pid)
     assert "llama_cpp" not in sys.modules
+
+
+class SlowModel:
+    """A chat model writing one piece every 0.1 s for ever (pure logic: the deadline of a call)."""
+
+    closed = False
+
+    def stream(self, messages):
+        try:
+            while True:
+                time.sleep(0.1)
+                yield "word "
+        finally:
+            SlowModel.closed = True
+
+
+def test_an_answer_is_cut_at_the_deadline_and_its_stream_closed():
+    client = ChatClient(LLMConfig(provider="llamacpp", model="fake.gguf", timeout=0.5), chat_model=SlowModel())
+    pieces = []
+    with pytest.raises(LLMUnavailable, match=r"^llamacpp \(fake.gguf\) timed out after 0.5 s$"):
+        for piece in client.stream([("user", "hello")]):
+            pieces.append(piece)
+    assert 1 <= len(pieces) <= 8  # the pieces before the deadline were passed on
+    assert SlowModel.closed  # a local server sees the disconnect and stops generating
 
 
 def test_a_model_that_cannot_start_falls_back_and_is_not_restarted_in_a_loop(seed_index, real_embedder, tmp_path):
