@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -102,10 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         print(f"warning: listening on {host} without a login; set QA_AUTH=user:password.", file=sys.stderr)
     print(f"Serving the workspace on http://{host}:{port} (Ctrl-C to stop).", file=sys.stderr, flush=True)
-    ui.demo.queue(default_concurrency_limit=2).launch(
-        server_name=host, server_port=port, auth=auth, show_error=False, quiet=True, **ui.launch_options()
-    )
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: shut down like Ctrl-C
+    try:
+        ui.demo.queue(default_concurrency_limit=2).launch(
+            server_name=host, server_port=port, show_error=False, quiet=True, **ui.launch_options(auth)
+        )
+    finally:
+        ui.close()
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _port(value: str) -> int:

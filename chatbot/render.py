@@ -10,6 +10,8 @@ import html
 import re
 from typing import Callable, Sequence
 
+from chatbot.access import library_url
+from chatbot.jobs import DONE, Job
 from chatbot.types import Citation
 from chatbot.workspace import (
     DocSummary,
@@ -268,7 +270,7 @@ def render_library(docs: Sequence[DocSummary]) -> str:
         f'<td class="qa-doc-title">{esc(d.title)}</td><td>{esc(d.source) or "—"}</td>'
         f'<td class="qa-nowrap">{esc(d.published) or "—"}</td><td class="qa-num">{d.n_chunks:,}</td>'
         f'<td class="qa-num">{d.n_pages or "—"}</td>'
-        f'<td>{esc(d.filename)}{" <small class=qa-muted>(uploaded)</small>" if d.uploaded else ""}</td>'
+        f'<td>{_file_cell(d)}</td>'
         f'<td><code>{esc(d.doc_id[:12])}</code></td>'
         "</tr>"
         for d in docs
@@ -280,6 +282,55 @@ def render_library(docs: Sequence[DocSummary]) -> str:
         '<table><thead><tr><th>Title</th><th>Source</th><th>Published</th><th>Passages</th><th>Pages</th>'
         f'<th>File</th><th>ID</th></tr></thead><tbody>{rows}</tbody></table></div>'
     )
+
+
+def _file_cell(d: DocSummary) -> str:
+    """An uploaded document's file name links to its original (served while it is in the index)."""
+    if not d.uploaded:
+        return esc(d.filename)
+    return (f'<a class="qa-file-link" href="{esc(library_url(d.doc_id))}" download="{esc(d.filename)}" '
+            f'title="Download the uploaded file">{esc(d.filename)}</a> <small class="qa-muted">(uploaded)</small>')
+
+
+def render_jobs(jobs: Sequence[Job], ahead: Callable[[Job], int], now: float,
+                progress: tuple[int, int] | None = None) -> str:
+    """A session's uploads (or deletions), newest first: waiting, running (with the embedding
+    progress when known) or finished with one line per file."""
+    parts = []
+    for job in jobs:
+        if job.state == DONE:
+            if job.upload is not None:
+                parts.append(render_upload_result(job.upload))
+            else:
+                parts.append(render_message(job.message, "ok" if job.ok else "error"))
+            continue
+        if job.started is None:
+            n = ahead(job)
+            text = f"Queued: {job.label} — waiting for {_plural(n, 'earlier job')} to finish."
+            bar = ""
+        else:
+            verb = "Indexing" if job.kind == "upload" else "Deleting"
+            step = ""
+            bar = ""
+            if progress and job.kind == "upload":
+                done, total = progress
+                step = f"embedding {done:,} of {_plural(total, 'passage')} · "
+                bar = f'<span class="qa-bar"><span style="width:{100 * done / max(1, total):.0f}%"></span></span>'
+            text = f"{verb} {job.label}: {step}{max(0.0, now - job.started):.0f} s"
+        parts.append(f'<div class="qa-job qa-job-pending"><span class="qa-spinner"></span>{esc(text)}{bar}</div>')
+    return f'<div class="qa-jobs">{"".join(parts)}</div>' if parts else ""
+
+
+def render_exports(links: dict[str, str]) -> str:
+    """Download links for the latest exports (served only to this browser: chatbot/access.py)."""
+    labels = {"answer.md": "⤓ Answer .md", "answer.json": "⤓ Answer .json",
+              "conversation.md": "⤓ Conversation .md", "conversation.json": "⤓ Conversation .json"}
+    items = "".join(
+        f'<a class="qa-export" id="qa-export-{key.replace(".", "-")}" href="{esc(links[key])}" '
+        f'download="{esc(links[key].rsplit("/", 1)[-1])}">{label}</a>'
+        for key, label in labels.items() if key in links
+    )
+    return f'<div class="qa-exports">{items}</div>' if items else ""
 
 
 def render_upload_result(result: UploadResult) -> str:

@@ -21,6 +21,7 @@ from chatbot.extractive import (
     to_citation,
 )
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
+from chatbot.safe_text import clean_question
 from chatbot.types import Answer, Claim, Filters, QAError
 from ingest.embed import Embedder
 from ingest.settings import Settings
@@ -128,7 +129,7 @@ class QAService:
 
     def _run(self, question: str, history, options: AskOptions | None) -> Iterator[str | Answer]:
         options = options or AskOptions()
-        question = (question or "").strip()
+        question = clean_question(question)  # no control characters in what is shown, exported, printed
         if not question:
             raise QAError("The question is empty: type a question about the documents.")
         if len(question) > 2000:

@@ -3,19 +3,28 @@ without Gradio) and markup in ``chatbot/render.py`` (everything from documents e
 
 Tabs: **Ask** (start view, chat with clickable ``[n]`` markers, evidence panel, source viewer,
 exports), **Library** (documents, upload, delete), **Settings** (answer mode, passages, filters).
-Conversation state lives in ``gr.State``: one ``Session`` per browser session.
+Conversation state lives in ``gr.State``: one ``Session`` per browser session, bound to the
+browser's session cookie (``chatbot/access.py``: who may read uploads and exports). Uploads and
+deletions run on the writer thread (``chatbot/jobs.py``); a timer shows their progress.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio import utils as gradio_utils
+from starlette.middleware import Middleware
 
 from chatbot import render
+from chatbot.access import AccessMiddleware, FileAccess, export_url, request_sid, routes
+from chatbot.jobs import DONE, WriteQueue, embedding_progress
+from chatbot.safe_text import clean_question
+from chatbot.throttle import LoginThrottle
 from chatbot.types import QAError
 from chatbot.workspace import Session, Workspace
 from ingest.types import IngestError
@@ -69,7 +78,7 @@ class Components:
     evidence: Any = None
     source: Any = None
     answer_json: Any = None
-    exports: dict[str, Any] = field(default_factory=dict)
+    exports: Any = None
     filters_line: Any = None
     mode: Any = None
     top_k: Any = None
@@ -80,6 +89,7 @@ class Components:
     library: Any = None
     upload: Any = None
     upload_result: Any = None
+    timer: Any = None
     delete_choice: Any = None
     confirm_row: Any = None
     confirm_text: Any = None
@@ -91,25 +101,55 @@ class Components:
         return [self.mode, self.top_k, self.sources, self.documents, self.date_from, self.date_to]
 
 
-class WorkspaceUI:
-    """Builds the Blocks for one ``Workspace``; ``launch_options()`` gives css/js/paths for launch()."""
+LOGIN_NOTE = ("After 5 failed logins, the next attempt waits 1 s, then 2, 4, 8 … up to 5 minutes "
+              "(per user name and per address).")
 
-    def __init__(self, workspace: Workspace, llm_available: bool = False, export_dir: Path | None = None) -> None:
+
+class WorkspaceUI:
+    """Builds the Blocks for one ``Workspace``; ``launch_options()`` gives everything for launch()."""
+
+    def __init__(self, workspace: Workspace, llm_available: bool = False, export_dir: Path | None = None,
+                 writer: WriteQueue | None = None) -> None:
         self.ws = workspace
         self.llm_available = llm_available
+        self._own_export_dir = export_dir is None
         self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="qa-exports-"))
+        self.writer = writer or WriteQueue(workspace)
+        self.delete_wait = 5.0  # seconds a delete click waits for its turn before the timer takes over
+        # every folder that holds users' files: Gradio's uploads and cache, our uploads and exports
+        self.access = FileAccess(self.export_dir, [gradio_utils.get_cache_folder(), workspace.upload_dir],
+                                 scratch_roots=[Path(gradio_utils.get_upload_folder())],
+                                 library_file=workspace.upload_file)
         self.c = Components()
         self.demo = self._build()
 
-    def launch_options(self) -> dict[str, Any]:
-        return {"css": CSS_PATH.read_text(encoding="utf-8"), "allowed_paths": [str(self.export_dir)], "max_file_size": self.ws.limits.max_bytes,
-                "theme": gr.themes.Default(primary_hue="blue", neutral_hue="slate", font=SYSTEM_FONTS,
-                                           font_mono=MONO_FONTS)}
+    def launch_options(self, auth: tuple[str, str] | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``demo.launch``: look, limits, login (throttled), and the access
+        middleware and routes that keep each browser's uploads and exports its own."""
+        throttle = LoginThrottle() if auth else None
+        return {
+            "css": CSS_PATH.read_text(encoding="utf-8"), "max_file_size": self.ws.limits.max_bytes,
+            "theme": gr.themes.Default(primary_hue="blue", neutral_hue="slate", font=SYSTEM_FONTS,
+                                       font_mono=MONO_FONTS),
+            "auth": auth, "auth_message": LOGIN_NOTE if auth else None,
+            # Gradio must never serve our folders itself (the access routes do, per session)
+            "blocked_paths": [str(self.export_dir), str(self.ws.upload_dir)],
+            "ssr_mode": False, "run_history": False,
+            "app_kwargs": {"middleware": [Middleware(AccessMiddleware, access=self.access, throttle=throttle)],
+                           "routes": routes(self.access)},
+        }
+
+    def close(self) -> None:
+        """The app is stopping: exports go with it."""
+        if self._own_export_dir:
+            shutil.rmtree(self.export_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> gr.Blocks:
-        with gr.Blocks(title="Cited Q&A workspace", analytics_enabled=False, fill_width=True) as demo:
-            self.c.session = gr.State(None)
+        # delete_cache: uploads nobody handled (direct API calls) leave Gradio's temp folder within 2 h
+        with gr.Blocks(title="Cited Q&A workspace", analytics_enabled=False, fill_width=True,
+                       delete_cache=(1800, 3600)) as demo:
+            self.c.session = gr.State(None, delete_callback=self._session_closed)
             gr.HTML('<div class="qa-header"><span class="qa-logo">❝</span><span>Cited Q&amp;A</span>'
                     '<span class="qa-header-sub">answers quote the documents, exactly</span></div>')
             with gr.Tabs():
@@ -137,11 +177,7 @@ class WorkspaceUI:
                 with gr.Row(elem_classes="qa-tools-row"):
                     # scale=0 sizes a button to min_width (not to its text): the widths fit the labels.
                     self.new_btn = gr.Button("New conversation", size="sm", scale=0, min_width=125, elem_id="qa-new")
-                    for key, label, width in (("answer.md", "⤓ Answer .md", 100), ("answer.json", "⤓ Answer .json", 105),
-                                              ("conversation.md", "⤓ Conversation .md", 135),
-                                              ("conversation.json", "⤓ Conversation .json", 140)):
-                        c.exports[key] = gr.DownloadButton(label, size="sm", visible=False, scale=0, min_width=width,
-                                                           elem_id="qa-export-" + key.replace(".", "-"))
+                    c.exports = gr.HTML("", elem_id="qa-exports", padding=False)
                 with gr.Accordion("Latest answer as JSON", open=False):
                     c.answer_json = gr.JSON(value=None, elem_id="qa-answer-json")
             with gr.Column(scale=5, min_width=360):
@@ -153,10 +189,12 @@ class WorkspaceUI:
         c = self.c
         limits = self.ws.limits
         c.library = gr.HTML("", elem_id="qa-library")
-        gr.Markdown(f"**Add documents** — {', '.join(limits.extensions)}; up to {limits.max_mb:g} MB each. "
-                    "Files are stored under generated names and indexed straight away.")
+        gr.Markdown(f"**Add documents** — {', '.join(limits.extensions)}; up to {limits.max_mb:g} MB each, "
+                    f"{limits.max_files} at a time. Files are stored under generated names and indexed in the "
+                    "background (one upload or deletion at a time); the outcome of each file shows here.")
         c.upload = gr.File(label="Upload files", file_count="multiple", elem_id="qa-upload", height=120)
         c.upload_result = gr.HTML("", elem_id="qa-upload-result")
+        c.timer = gr.Timer(1.0, active=False)
         gr.Markdown("**Delete a document** — removes it and all its passages from the index.")
         with gr.Row():
             c.delete_choice = gr.Dropdown(label="Document", choices=[], value=None, scale=4, elem_id="qa-delete-choice")
@@ -197,7 +235,7 @@ class WorkspaceUI:
 
         ask_inputs = [c.question, c.session, *c.settings]
         ask_outputs = [c.transcript, c.start, c.evidence, c.source, c.session, c.question, c.ask_error,
-                       c.answer_json, *c.exports.values()]
+                       c.answer_json, c.exports]
         self._ask_outputs = ask_outputs
         pending = gr.on([c.question.submit, self.ask_btn.click], self.show_pending, [c.question, c.session],
                         [c.transcript, c.start, c.ask_error], api_visibility="private", queue=False)
@@ -210,23 +248,39 @@ class WorkspaceUI:
             panel.click(self.open_citation, [c.session], [c.evidence, c.source], api_visibility="private")
         self.new_btn.click(self.new_conversation, [c.session], ask_outputs, api_visibility="private")
 
-        library_outputs = [c.upload_result, c.upload, *refresh_outputs]
-        c.upload.upload(self.on_upload, [c.upload, c.session], library_outputs, api_visibility="private",
-                        show_progress_on=[c.upload])
+        c.upload.upload(self.on_upload, [c.upload, c.session], [c.upload_result, c.upload, c.timer, c.session],
+                        api_visibility="private", show_progress_on=[c.upload])
         self.delete_btn.click(self.confirm_delete, [c.delete_choice], [c.confirm_row, c.confirm_text, c.delete_result],
                               api_visibility="private")
         self.cancel_btn.click(lambda: gr.Row(visible=False), None, [c.confirm_row], api_visibility="private")
-        self.confirm_btn.click(self.delete, [c.delete_choice, c.session], [c.delete_result, c.confirm_row, *refresh_outputs],
+        self.confirm_btn.click(self.delete, [c.delete_choice, c.session],
+                               [c.delete_result, c.confirm_row, c.timer, c.session, *refresh_outputs],
                                api_visibility="private")
+        c.timer.tick(self.poll_jobs, [c.session], [c.upload_result, c.delete_result, c.timer, *refresh_outputs],
+                     api_visibility="private", queue=False, show_progress="hidden")
         gr.on([x.change for x in (c.sources, c.documents)] + [c.date_from.blur, c.date_to.blur],
               self.filters_line, [c.sources, c.documents, c.date_from, c.date_to], [c.filters_line],
               api_visibility="private", queue=False)
 
     # ------------------------------------------------------------- ask handlers
-    def on_load(self, session: Session | None):
-        session = session or Session()
+    def on_load(self, session: Session | None, request: gr.Request):
+        session = self._session(session, request)
         return [session, gr.HTML(render.render_transcript(session), visible=bool(session.turns)),
                 *self._refreshed(session)]
+
+    @staticmethod
+    def _session(session: Session | None, request: gr.Request | None) -> Session:
+        """This page's session, bound to the browser's session cookie (its uploads and exports)."""
+        session = session or Session()
+        if not session.owner and request is not None:
+            session.owner = request_sid(getattr(request, "cookies", None)) or ""
+        return session
+
+    def _session_closed(self, session: Session | None) -> None:
+        """Gradio dropped the page's state (tab closed): its exports and finished jobs go."""
+        if isinstance(session, Session):
+            shutil.rmtree(self.access.export_folder(session.owner, session.id), ignore_errors=True)
+            self.writer.forget(session.id)
 
     def _refreshed(self, session: Session) -> list:
         """Start view, library table, filter and delete choices, versions (after any corpus change)."""
@@ -243,20 +297,21 @@ class WorkspaceUI:
 
     def show_pending(self, question: str, session: Session | None):
         session = session or Session()
-        if not (question or "").strip():
+        question = clean_question(question)
+        if not question:
             return [gr.skip(), gr.skip(), render.render_message("Type a question first.", "error")]
-        return [gr.HTML(render.render_transcript(session, pending=question.strip()), visible=True),
+        return [gr.HTML(render.render_transcript(session, pending=question), visible=True),
                 gr.HTML(visible=False), ""]
 
     def respond(self, question: str, session: Session | None, mode: str, top_k: float, sources: list[str] | None,
-                documents: list[str] | None, date_from: str, date_to: str):
+                documents: list[str] | None, date_from: str, date_to: str, request: gr.Request):
         """Answer ``question`` in this session (follow-ups use its history)."""
-        session = session or Session()
+        session = self._session(session, request)
         try:
             options = self.ws.options(mode, top_k, sources, documents, date_from, date_to)
             for item in self.ws.ask_stream(session, question, options):
                 if isinstance(item, str):  # the draft of a streaming (LLM) answer
-                    draft = render.render_transcript(session, pending=(question or "").strip(), draft=item)
+                    draft = render.render_transcript(session, pending=clean_question(question), draft=item)
                     yield [draft, *[gr.skip()] * (len(self._ask_outputs) - 1)]
                 else:
                     yield self._ask_view(session, answer=item.answer.to_json())
@@ -276,12 +331,13 @@ class WorkspaceUI:
             gr.skip() if keep_question else "",
             render.render_message(error, "error") if error else "",
             answer if answer is not None else gr.skip(),
-            *[gr.DownloadButton(value=exports.get(k), visible=k in exports) for k in self.c.exports],
+            render.render_exports(exports),
         ]
 
     def _exports(self, session: Session) -> dict[str, str]:
-        folder = self.export_dir / _session_folder(session)
-        return {k: str(p) for k, p in self.ws.write_exports(session, folder).items()}
+        """Links to freshly written exports, which only this browser can download."""
+        folder = self.access.export_folder(session.owner, session.id)
+        return {k: export_url(p) for k, p in self.ws.write_exports(session, folder).items()}
 
     def take_example(self, evt: gr.EventData):
         example = (getattr(evt, "_data", None) or {}).get("example")
@@ -297,10 +353,12 @@ class WorkspaceUI:
         return [render.render_evidence(session, self.ws.context, turn_index=found[0], active=key),
                 render.render_source(view)]
 
-    def new_conversation(self, session: Session | None):
+    def new_conversation(self, session: Session | None, request: gr.Request):
+        owner = ""
         if session is not None:
-            shutil.rmtree(self.export_dir / _session_folder(session), ignore_errors=True)
-        view = self._ask_view(Session())
+            shutil.rmtree(self.access.export_folder(session.owner, session.id), ignore_errors=True)
+            owner = session.owner
+        view = self._ask_view(self._session(Session(owner=owner), request))
         view[7] = None  # clear the JSON panel
         return view
 
@@ -310,16 +368,41 @@ class WorkspaceUI:
                                           (date_from or "").strip(), (date_to or "").strip())
 
     # --------------------------------------------------------- library handlers
-    def on_upload(self, files: list[str] | None, session: Session | None, progress=gr.Progress(track_tqdm=True)):
+    def on_upload(self, files: list[str] | None, session: Session | None, request: gr.Request):
+        """Check and store the files, queue their ingest, return at once (the timer shows the rest)."""
+        session = self._session(session, request)
         if not files:
-            return [gr.skip(), gr.skip(), *[gr.skip()] * 6]
-        pairs = [(Path(f).name, Path(f)) for f in files]
+            return [gr.skip(), gr.skip(), gr.skip(), session]
         try:
-            result = self.ws.upload(pairs, progress=lambda fraction, message: progress(fraction, desc=message))
-            message = render.render_upload_result(result)
-        except (QAError, IngestError) as exc:
-            message = render.render_message(str(exc), "error")
-        return [message, None, *self._refreshed(session or Session())]
+            staged = self.ws.stage([(Path(f).name, Path(f)) for f in files])
+        finally:  # Gradio's copy of the upload is not needed (nor served) any more
+            self.access.release(request_sid(getattr(request, "cookies", None)), files)
+        if not staged.saved:  # nothing acceptable: the per-file reasons, now
+            return [render.render_upload_result(self.ws.ingest(staged)), None, gr.Timer(active=False), session]
+        self.writer.submit_upload(session.id, staged)
+        return [self._jobs_view(session), None, gr.Timer(active=True), session]
+
+    def poll_jobs(self, session: Session | None):
+        """The timer: this session's uploads and deletions; the library is refreshed once a job ends."""
+        if session is None:
+            return [gr.skip(), gr.skip(), gr.Timer(active=False), *[gr.skip()] * 6]
+        jobs = self.writer.jobs(session.id)
+        ended = [j for j in jobs if j.state == DONE and not j.shown]
+        for j in ended:
+            j.shown = True
+        deletion = next((j for j in ended if j.kind == "delete"), None)
+        return [
+            self._jobs_view(session),
+            render.render_message(deletion.message, "ok" if deletion.ok else "error") if deletion else gr.skip(),
+            gr.Timer(active=any(j.state != DONE for j in jobs)),
+            *(self._refreshed(session) if ended else [gr.skip()] * 6),
+        ]
+
+    def _jobs_view(self, session: Session) -> str:
+        uploads = [j for j in self.writer.jobs(session.id) if j.kind == "upload"][:3]
+        running = any(j.state != DONE and j.started is not None for j in uploads)
+        return render.render_jobs(uploads, self.writer.ahead, time.monotonic(),
+                                  embedding_progress() if running else None)
 
     def confirm_delete(self, doc_id: str | None):
         if not doc_id:
@@ -332,16 +415,21 @@ class WorkspaceUI:
                 "but the document can no longer be cited.")
         return [gr.Row(visible=True), render.render_message(text), ""]
 
-    def delete(self, doc_id: str | None, session: Session | None):
-        try:
-            message = render.render_message(self.ws.delete(doc_id or ""), "ok")
-        except (QAError, IngestError) as exc:
-            message = render.render_message(str(exc), "error")
-        return [message, gr.Row(visible=False), *self._refreshed(session or Session())]
-
-
-def _session_folder(session: Session) -> str:
-    return f"session-{session.id}"
+    def delete(self, doc_id: str | None, session: Session | None, request: gr.Request):
+        """Queue the deletion behind any upload being indexed; wait a little for it, else the
+        timer reports it."""
+        session = self._session(session, request)
+        doc = self.ws.summary(doc_id) if doc_id else None
+        if doc is None:
+            message = render.render_message("That document is not in the index any more: refresh the library.", "error")
+            return [message, gr.Row(visible=False), gr.skip(), session, *self._refreshed(session)]
+        job = self.writer.submit_delete(session.id, doc.doc_id, doc.title)
+        if job.done.wait(self.delete_wait):
+            job.shown = True
+            return [render.render_message(job.message, "ok" if job.ok else "error"), gr.Row(visible=False), gr.skip(),
+                    session, *self._refreshed(session)]
+        message = render.render_message(f"Deleting “{doc.title}” after the upload being indexed…")
+        return [message, gr.Row(visible=False), gr.Timer(active=True), session, *[gr.skip()] * 6]
 
 
 def build_ui(workspace: Workspace, llm_available: bool = False, export_dir: Path | None = None) -> WorkspaceUI:

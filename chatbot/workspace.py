@@ -10,6 +10,7 @@ HTML lives in ``chatbot/render.py``; nothing here returns markup.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import platform
@@ -113,6 +114,7 @@ class Session:
 
     turns: list[Turn] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    owner: str = field(default="", repr=False)  # the browser's session cookie (chatbot/access.py)
 
     @property
     def current(self) -> Turn | None:
@@ -219,6 +221,23 @@ class FileOutcome:
     doc_id: str | None = None
     title: str | None = None
     stored_as: str | None = None  # path relative to the upload folder
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """Files checked and copied into the upload folder, not yet ingested (``Workspace.stage``)."""
+
+    rejected: dict[int, FileOutcome]  # by position in the upload: files refused by the checks
+    saved: dict[int, tuple[str, Path]]  # by position: (original name, stored path)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for _, (name, _) in sorted(self.saved.items())]
+
+    def failed(self, reason: str) -> "UploadResult":
+        """Every saved file as not ingested for ``reason`` (the files must be discarded too)."""
+        outcomes = {**self.rejected, **{i: FileOutcome(name, False, reason) for i, (name, _) in self.saved.items()}}
+        return UploadResult([outcomes[i] for i in sorted(outcomes)])
 
 
 @dataclass(frozen=True)
@@ -400,10 +419,11 @@ class Workspace:
 
     # -------------------------------------------------------------------- ask
     def ask(self, session: Session, question: str, options: AskOptions | None = None) -> Turn:
-        """Answer ``question`` with the session's history (follow-ups) and append the turn."""
+        """Answer ``question`` with the session's history (follow-ups) and append the turn
+        (with the question as the service cleaned it: no control characters)."""
         options = options or AskOptions()
         answer = self.service.answer(question, session.history(), options)
-        turn = Turn(question=(question or "").strip(), answer=answer, asked_at=now_iso(), options=options)
+        turn = Turn(question=answer.question, answer=answer, asked_at=now_iso(), options=options)
         session.turns.append(turn)
         return turn
 
@@ -420,7 +440,7 @@ class Workspace:
         draft = ""
         for item in stream(question, history, options):
             if isinstance(item, Answer):
-                turn = Turn(question=(question or "").strip(), answer=item, asked_at=now_iso(), options=options)
+                turn = Turn(question=item.question, answer=item, asked_at=now_iso(), options=options)
                 session.turns.append(turn)
                 yield turn
                 return
@@ -491,42 +511,72 @@ class Workspace:
 
         ``files``: (original file name, temporary path or content). The original name is only
         displayed and kept in the upload folder's manifest; the stored name is generated.
+        The app does the two steps apart: ``stage`` on the request, ``ingest`` on its writer thread.
         """
-        say = progress or (lambda fraction, message: None)
-        outcomes: dict[int, FileOutcome] = {}
+        return self.ingest(self.stage(files), progress)
+
+    def stage(self, files: Sequence[tuple[str, Path | bytes]]) -> StagedUpload:
+        """Check each file against the limits and copy the acceptable ones into the upload folder
+        (a new generated folder each): quick, nothing is indexed yet."""
+        rejected: dict[int, FileOutcome] = {}
         saved: dict[int, tuple[str, Path]] = {}
-        with self._write_lock:
-            for i, (name, content) in enumerate(files):
-                name = Path(str(name).replace("\\", "/")).name or "unnamed"
-                say(0.05 + 0.15 * i / max(1, len(files)), f"Checking {name}")
-                problem = self._check(i, name, content)
-                if problem:
-                    outcomes[i] = FileOutcome(name, False, problem)
-                    continue
-                dest = self._destination(name)
-                dest.parent.mkdir(parents=True, exist_ok=True)
+        for i, (name, content) in enumerate(files):
+            name = Path(str(name).replace("\\", "/")).name or "unnamed"
+            problem = self._check(i, name, content)
+            if problem:
+                rejected[i] = FileOutcome(name, False, problem)
+                continue
+            dest = self._destination(name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
                 if isinstance(content, bytes):
                     dest.write_bytes(content)
                 else:
                     shutil.copyfile(content, dest)
-                saved[i] = (name, dest)
-            if saved:
-                say(0.25, f"Ingesting {len(saved)} file(s): reading, chunking, embedding…")
-                try:
-                    report = self._ingestor().run([dest for _, dest in saved.values()])
-                except IngestError as exc:
-                    for i, (name, dest) in saved.items():
-                        self._discard(dest)
-                        outcomes[i] = FileOutcome(name, False, f"not ingested: {exc}")
-                    return UploadResult([outcomes[i] for i in sorted(outcomes)])
-                finally:
-                    self.service.retriever.refresh()
-                    self._generation += 1
-                outcomes.update(self._outcomes(saved, report))
-            else:
-                report = None
+            except OSError as exc:
+                self._discard(dest)
+                rejected[i] = FileOutcome(name, False, f"cannot store the uploaded file ({exc.strerror or exc}).")
+                continue
+            saved[i] = (name, dest)
+        return StagedUpload(rejected, saved)
+
+    def ingest(self, staged: StagedUpload, progress: Progress | None = None) -> UploadResult:
+        """Index staged files (one writer at a time); a file that fails is removed from the upload
+        folder. Any error other than a user-facing one still removes the files, then propagates."""
+        say = progress or (lambda fraction, message: None)
+        outcomes = dict(staged.rejected)
+        if not staged.saved:
+            return UploadResult([outcomes[i] for i in sorted(outcomes)])
+        with self._write_lock:
+            say(0.25, f"Ingesting {len(staged.saved)} file(s): reading, chunking, embedding…")
+            try:
+                report = self._ingestor().run([dest for _, dest in staged.saved.values()])
+            except BaseException as exc:
+                for _, dest in staged.saved.values():
+                    self._discard(dest)
+                if isinstance(exc, IngestError):
+                    return staged.failed(f"not ingested: {exc}")
+                raise
+            finally:
+                self.service.retriever.refresh()
+                self._generation += 1
+            outcomes.update(self._outcomes(staged.saved, report))
             say(1.0, "Done")
         return UploadResult([outcomes[i] for i in sorted(outcomes)], report)
+
+    def upload_file(self, doc_id: str) -> tuple[Path, str] | None:
+        """(stored file, original name) of a document that was uploaded and is still in the
+        index; None for anything else (a corpus document, a deleted one, an unknown id)."""
+        if not re.fullmatch(r"[0-9a-f]{8,64}", doc_id or ""):
+            return None
+        record = self.service.document(doc_id)
+        if record is None:
+            return None
+        for p in map(Path, record.paths):
+            if self._inside_uploads(p) and p.is_file():
+                entry = self._manifest().get(self._relative(p), {})
+                return p.resolve(), str(entry.get("original") or p.name)
+        return None
 
     def _check(self, i: int, name: str, content: Path | bytes) -> str | None:
         if i >= self.limits.max_files:
@@ -766,47 +816,55 @@ def _export_order(stamp: str) -> tuple[str, int]:
     return when, int(seq) if seq.isdigit() else 0
 
 
+def md_text(value: Any) -> str:
+    """Text from documents or users, made inert in Markdown: HTML is escaped (``<script>`` and
+    ``<img onerror>`` show as text, never run, in a Markdown viewer) and inline links cannot be
+    formed. The JSON export keeps the exact text."""
+    text = html.escape("" if value is None else str(value).replace("\\", "\\\\"), quote=False)
+    return text.replace("](", "]\\(")
+
+
 def export_markdown(data: Mapping[str, Any]) -> str:
-    """The export as Markdown: quotes verbatim (blockquotes), with where each one is."""
+    """The export as Markdown: quotes verbatim (blockquotes, HTML escaped), with where each one is."""
     v = data["versions"]
     idx = v["index"]
     turns = data["turns"]
     title = "Answer" if data["scope"] == "answer" else f"Conversation ({len(turns)} question{'s' * (len(turns) != 1)})"
-    lines = [f"# {title} — cited Q&A export", "", f"Generated {data['generated_at']}.", ""]
+    lines = [f"# {title} — cited Q&A export", "", f"Generated {md_text(data['generated_at'])}.", ""]
     for i, t in enumerate(turns, 1):
-        lines += [f"## Q{i}. {t['question']}", ""]
-        meta = [f"asked {t['asked_at']}", f"mode {t['mode']}"]
+        lines += [f"## Q{i}. {md_text(t['question'])}", ""]
+        meta = [f"asked {md_text(t['asked_at'])}", f"mode {md_text(t['mode'])}"]
         if t["standalone_question"] != t["question"]:
-            meta.append(f"read as “{t['standalone_question']}”")
+            meta.append(f"read as “{md_text(t['standalone_question'])}”")
         filters = {k: val for k, val in t["filters"].items() if val}
         if filters:
-            meta.append("filters " + json.dumps(filters, ensure_ascii=False))
+            meta.append("filters " + md_text(json.dumps(filters, ensure_ascii=False)))
         lines += ["*" + "; ".join(meta) + "*", ""]
         status = "supported" if t["supported"] else "NOT SUPPORTED by the sources"
-        lines += [f"**Answer** ({status}; confidence {t['confidence']:.2f}):", "", t["answer"], ""]
+        lines += [f"**Answer** ({status}; confidence {t['confidence']:.2f}):", "", md_text(t["answer"]), ""]
         if t["notice"]:
-            lines += [f"> Note: {t['notice']}", ""]
+            lines += [f"> Note: {md_text(t['notice'])}", ""]
         for heading, quotes in (("Sources", t["citations"]), ("Nearest evidence (does not answer the question)", t["evidence"])):
             if not quotes:
                 continue
             lines += [f"**{heading}**", ""]
             for q in quotes:
-                where = [f"doc `{q['doc_id']}`", f"characters {q['start']}–{q['end']}"]
+                where = [f"doc `{md_text(q['doc_id'])}`", f"characters {q['start']}–{q['end']}"]
                 if q["page"]:
                     where.append(f"page {q['page']}")
-                origin = ", ".join(x for x in (q["source"], q["published"]) if x)
-                lines += [f"[{q['n']}] *{q['title']}*" + (f" ({origin})" if origin else ""), ""]
-                lines += ["> " + line if line else ">" for line in q["quote"].split("\n")]
+                origin = md_text(", ".join(x for x in (q["source"], q["published"]) if x))
+                lines += [f"[{q['n']}] *{md_text(q['title'])}*" + (f" ({origin})" if origin else ""), ""]
+                lines += ["> " + md_text(line) if line else ">" for line in q["quote"].split("\n")]
                 lines += ["", f"{'; '.join(where)}; support {q['support']:.2f}"
                           + ("" if q["verified"] else "; NOT verified against the stored text"), ""]
     pk = ", ".join(f"{k} {val}" for k, val in v["packages"].items() if val)
     lines += [
         "---", "", "**Versions**", "",
-        f"- Index: {idx['location']} (collection {idx['collection']}, state {idx['state']}, "
+        f"- Index: {md_text(idx['location'])} (collection {md_text(idx['collection'])}, state {md_text(idx['state'])}, "
         f"{idx['chunks']} chunks; chunk size {idx['chunk_size']}, overlap {idx['chunk_overlap']}, "
         f"format {idx['index_format']})",
-        f"- Embedding model: {v['embedding_model']} ({idx['dimension']}-d)",
-        f"- LLM: {v['llm'] or 'none (extractive answers)'}",
+        f"- Embedding model: {md_text(v['embedding_model'])} ({idx['dimension']}-d)",
+        f"- LLM: {md_text(v['llm']) if v['llm'] else 'none (extractive answers)'}",
         f"- Packages: {pk}; Python {v['python']}" + (f"; app commit {v['app_commit']}" if v["app_commit"] else ""),
         "",
     ]

@@ -455,3 +455,78 @@ def test_pdf_upload_cites_its_page(ws):
     assert "page 2" in render.render_evidence(session, ws.context)
     assert "page 2" in render.render_source(ws.source_view(session, key))
     assert next(d for d in ws.summaries() if d.doc_id == c.doc_id).n_pages == 2
+
+
+# ------------------------------------------------------------- staged uploads, file access
+def test_staging_is_quick_and_ingest_reports_every_file(ws):
+    staged = ws.stage([("a.md", b"# Staged one\n\nThe Pellow lock opens at dawn."), ("b.exe", b"x"),
+                       ("c.md", b"# Staged two\n\nThe Dunmere weir was raised in 2030.")])
+    assert sorted(staged.saved) == [0, 2] and staged.rejected[1].message.startswith("unsupported file type")
+    assert all(dest.is_file() for _, dest in staged.saved.values())
+    assert "Staged one" not in titles(ws)  # stored, not indexed yet
+    result = ws.ingest(staged)
+    assert [o.ok for o in result.outcomes] == [True, False, True]
+    assert {"Staged one", "Staged two"} <= titles(ws)
+
+
+def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
+    staged = ws.stage([("a.md", b"# Doomed\n\nThe Pellow lock opens at dawn.")])
+    (dest,) = [d for _, d in staged.saved.values()]
+
+    class Broken:
+        def run(self, paths):
+            raise TypeError("a bug deep in ingest")
+
+    monkeypatch.setattr(ws, "_ingestor", lambda: Broken())
+    with pytest.raises(TypeError):  # a bug is not swallowed here (the writer thread reports it)
+        ws.ingest(staged)
+    assert not dest.exists() and not dest.parent.exists()
+
+    staged = ws.stage([("a.md", b"# Doomed\n\nThe Pellow lock opens at dawn.")])
+    (dest,) = [d for _, d in staged.saved.values()]
+
+    class Refused:
+        def run(self, paths):
+            from ingest.types import IngestError
+            raise IngestError("the index is locked by another writer")
+
+    monkeypatch.setattr(ws, "_ingestor", lambda: Refused())
+    (outcome,) = ws.ingest(staged).outcomes
+    assert not outcome.ok and outcome.message == "not ingested: the index is locked by another writer"
+    assert not dest.exists()
+
+
+def test_upload_file_is_the_original_while_the_document_exists(ws):
+    (outcome,) = ws.upload([("Field notes.md", b"# Kept file\n\nThe Arlow beacon burns whale oil.")]).outcomes
+    path, name = ws.upload_file(outcome.doc_id)
+    assert name == "Field notes.md" and path == (ws.upload_dir / outcome.stored_as).resolve()
+    corpus_doc = next(d for d in ws.summaries() if not d.uploaded)
+    assert ws.upload_file(corpus_doc.doc_id) is None  # corpus files are not served
+    assert ws.upload_file("../../etc/passwd") is None and ws.upload_file("") is None
+    ws.delete(outcome.doc_id)
+    assert ws.upload_file(outcome.doc_id) is None
+
+
+def test_questions_are_stored_and_exported_without_control_characters(ws):
+    session = Session()
+    turn = ws.ask(session, "Who keeps\u202e the Brelloway\x1b[2J lighthouse?\x00")
+    assert turn.question == "Who keeps the Brelloway lighthouse?" == turn.answer.question
+    data = ws.export_data(session, "answer")
+    assert data["turns"][0]["question"] == turn.question
+    assert "\u202e" not in ws.export_markdown(session) and "\x1b" not in ws.export_markdown(session)
+
+
+def test_markdown_export_escapes_html_and_links_json_stays_exact(ws):
+    session = Session(turns=[_hostile_turn()])
+    turn = session.turns[0]
+    c = turn.answer.citations[0]
+    link = Citation(2, "d1", "[click](javascript:alert(1))", 0, 5, "See [here](javascript:alert(2)) \\<b>", 0.5)
+    turn.answer.citations.append(link)
+    md = ws.export_markdown(session, "answer")
+    for raw in ("<script", "<img", "<b>", "](javascript"):
+        assert raw not in md, raw
+    assert "&lt;img src=x onerror=\"window.__xss=1\"&gt;" in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "[click]\\(javascript" in md and "\\\\&lt;b&gt;" in md
+    data = ws.export_data(session, "answer")
+    assert data["turns"][0]["citations"][0]["quote"] == c.quote  # exact, for checking
+    assert data["turns"][0]["citations"][1]["quote"] == link.quote

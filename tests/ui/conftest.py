@@ -22,24 +22,31 @@ START_TIMEOUT = 900  # seconds: the first start embeds the corpus on a possibly 
 
 
 @contextmanager
-def running_app(root: Path, **qa_env: str) -> Iterator[str]:
-    """`python app.py` on a free port with its index, uploads, temp files and log under ``root``
-    and the given ``QA_*`` settings (none from the caller's shell); yields its URL, then stops it."""
+def running_app(root: Path, *args: str, **qa_env: str) -> Iterator[str]:
+    """`python app.py [args]` on a free port with its index, uploads, temp files and log under
+    ``root`` and the given ``QA_*`` settings (none from the caller's shell); yields its URL, then
+    stops it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
     env.update(QA_INDEX_DIR=str(root / "index"), QA_UPLOAD_DIR=str(root / "uploads"), QA_PORT=str(port),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
                ANONYMIZED_TELEMETRY="False", PYTHONUNBUFFERED="1", TMPDIR=str(root), **qa_env)
     url = f"http://127.0.0.1:{port}/"
-    with serve([sys.executable, str(REPO_ROOT / "app.py")], url, root / "app.log", "app.py", timeout=START_TIMEOUT,
+    with serve([sys.executable, str(REPO_ROOT / "app.py"), *args], url, root / "app.log", "app.py", timeout=START_TIMEOUT,
                poll=1, cwd=REPO_ROOT, env=env):
         yield url
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """URL of a running app (stopped at the end of the session); its log is in the temp folder."""
-    with running_app(tmp_path_factory.mktemp("ui-app"), QA_MAX_UPLOAD_MB="2") as url:
+def app_root(tmp_path_factory) -> Path:
+    """The shared app's folder: index/, uploads/, Gradio's temp files, app.log."""
+    return tmp_path_factory.mktemp("ui-app")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_root):
+    """URL of a running app (stopped at the end of the session)."""
+    with running_app(app_root, QA_MAX_UPLOAD_MB="2") as url:
         yield url
 
 

@@ -126,9 +126,9 @@ def _upload(ui, tmp_path, name: str, content: str) -> str:
     path.write_text(content, encoding="utf-8")
     page.get_by_role("tab", name="Library").click()
     page.locator("#qa-upload input[type=file]").set_input_files(str(path))
-    result = page.locator("#qa-upload-result .qa-upload-result")
-    result.wait_for(timeout=300_000)
-    return result.inner_text()
+    result = page.locator("#qa-upload-result .qa-upload-result")  # the outcome (not "queued"/"indexing")
+    result.first.wait_for(timeout=300_000)
+    return result.first.inner_text()
 
 
 def test_upload_then_ask_about_it(ui, tmp_path):
