@@ -38,6 +38,7 @@ class Job:
     finished: float | None = None
     upload: UploadResult | None = None  # an upload's outcomes
     message: str = ""  # a deletion's message, or why a job failed
+    note: str = ""  # while running: the latest step ("Ingesting…", "Waiting for another writer…")
     ok: bool = True
     shown: bool = False  # the session's page has shown the finished job (and refreshed its library)
     done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
@@ -133,16 +134,20 @@ class WriteQueue:
 
     def _upload(self, job: Job, staged: StagedUpload) -> None:
         try:
-            job.upload = self.ws.ingest(staged)
+            job.upload = self.ws.ingest(staged, progress=lambda _fraction, message: self._note(job, message))
         except Exception as exc:  # ingest removed the stored files; every file gets the reason
             log.exception("Ingesting upload %s failed", job.id)
             job.upload = staged.failed(f"not ingested: unexpected error ({type(exc).__name__}: {exc}); "
                                        "details are in the server log.")
         job.ok = not job.upload.failed
 
+    @staticmethod
+    def _note(job: Job, message: str) -> None:
+        job.note = message
+
     def _delete(self, job: Job, doc_id: str) -> None:
         try:
-            job.message = self.ws.delete(doc_id)
+            job.message = self.ws.delete(doc_id, on_wait=lambda message: self._note(job, message))
         except (QAError, IngestError) as exc:
             job.ok, job.message = False, str(exc)
 

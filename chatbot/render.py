@@ -317,6 +317,8 @@ def render_jobs(jobs: Sequence[Job], ahead: Callable[[Job], int], now: float,
                 step = f"embedding {done:,} of {_plural(total, 'passage')} · "
                 bar = f'<span class="qa-bar"><span style="width:{100 * done / max(1, total):.0f}%"></span></span>'
             text = f"{verb} {job.label}: {step}{max(0.0, now - job.started):.0f} s"
+            if job.note and not step:  # e.g. waiting for another process that writes the index
+                text += f" — {job.note}"
         parts.append(f'<div class="qa-job qa-job-pending"><span class="qa-spinner"></span>{esc(text)}{bar}</div>')
     return f'<div class="qa-jobs">{"".join(parts)}</div>' if parts else ""
 

@@ -550,7 +550,8 @@ class Workspace:
         with self._write_lock:
             say(0.25, f"Ingesting {len(staged.saved)} file(s): reading, chunking, embedding…")
             try:
-                report = self._ingestor().run([dest for _, dest in staged.saved.values()])
+                ingestor = self._ingestor(on_wait=lambda message: say(0.2, message))
+                report = ingestor.run([dest for _, dest in staged.saved.values()])
             except BaseException as exc:
                 for _, dest in staged.saved.values():
                     self._discard(dest)
@@ -632,10 +633,12 @@ class Workspace:
             self._update_manifest(add=entries)
         return out
 
-    def _ingestor(self):
+    def _ingestor(self, on_wait: Callable[[str], None] | None = None):
+        """An ingestor sharing the service's model; ``on_wait`` hears "waiting for another writer…"."""
         from ingest.pipeline import Ingestor
 
-        return Ingestor(self.service.settings, embedder=self.service.embedder, progress=self.ingest_progress)
+        return Ingestor(self.service.settings, embedder=self.service.embedder, progress=self.ingest_progress,
+                        on_wait=on_wait)
 
     def _discard(self, path: Path) -> None:
         if self._inside_uploads(path):
@@ -647,13 +650,13 @@ class Workspace:
                     pass
 
     # ------------------------------------------------------------------ delete
-    def delete(self, doc_id: str) -> str:
+    def delete(self, doc_id: str, on_wait: Callable[[str], None] | None = None) -> str:
         """Delete a document and its chunks; an uploaded file goes with it. Returns a message."""
         with self._write_lock:
             record = self.service.document(doc_id) if doc_id else None
             if record is None:
                 raise QAError("That document is not in the index any more: refresh the library.")
-            self._ingestor().delete_document(doc_id)
+            self._ingestor(on_wait).delete_document(doc_id)
             self.service.retriever.refresh()
             self._generation += 1
             self._texts.pop(doc_id, None)

@@ -50,7 +50,7 @@ def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, c
             raise TypeError("metadata value must be str")
 
     real = ws._ingestor
-    ws._ingestor = lambda: Broken()
+    ws._ingestor = lambda on_wait=None: Broken()
     job = writer.submit_upload("s1", staged)
     assert job.done.wait(60)
     (outcome,) = job.upload.outcomes

@@ -477,7 +477,7 @@ def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
         def run(self, paths):
             raise TypeError("a bug deep in ingest")
 
-    monkeypatch.setattr(ws, "_ingestor", lambda: Broken())
+    monkeypatch.setattr(ws, "_ingestor", lambda on_wait=None: Broken())
     with pytest.raises(TypeError):  # a bug is not swallowed here (the writer thread reports it)
         ws.ingest(staged)
     assert not dest.exists() and not dest.parent.exists()
@@ -490,7 +490,7 @@ def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
             from ingest.types import IngestError
             raise IngestError("the index is locked by another writer")
 
-    monkeypatch.setattr(ws, "_ingestor", lambda: Refused())
+    monkeypatch.setattr(ws, "_ingestor", lambda on_wait=None: Refused())
     (outcome,) = ws.ingest(staged).outcomes
     assert not outcome.ok and outcome.message == "not ingested: the index is locked by another writer"
     assert not dest.exists()
