@@ -9,6 +9,7 @@ deletions run on the writer thread (``chatbot/jobs.py``); a timer shows their pr
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -60,6 +61,7 @@ watch('value', () => requestAnimationFrame(() => {
 }));
 """
 
+log = logging.getLogger(__name__)
 CSS_PATH = Path(__file__).with_name("ui.css")
 # Local fonts only: the app must look right offline (the default theme fetches web fonts).
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
@@ -317,6 +319,10 @@ class WorkspaceUI:
                     yield self._ask_view(session, answer=item.answer.to_json())
         except (QAError, IngestError) as exc:
             yield self._ask_view(session, error=str(exc), keep_question=True)
+        except Exception as exc:  # a bug: the traceback goes to the log, the user gets a sentence, not "Error"
+            log.exception("Answering a question failed")
+            yield self._ask_view(session, error=f"Something went wrong while answering ({type(exc).__name__}: {exc}); "
+                                 "the details are in the server log. Try again or rephrase.", keep_question=True)
 
     def _ask_view(self, session: Session, error: str | None = None, answer: dict | None = None,
                   keep_question: bool = False) -> list:

@@ -527,8 +527,8 @@ class Workspace:
                 rejected[i] = FileOutcome(name, False, problem)
                 continue
             dest = self._destination(name)
-            dest.parent.mkdir(parents=True, exist_ok=True)
             try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, bytes):
                     dest.write_bytes(content)
                 else:

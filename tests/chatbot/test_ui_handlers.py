@@ -1,0 +1,77 @@
+"""The Gradio layer's event functions called directly (no server): errors become sentences,
+uploads return at once and are reported by the timer, exports live in the browser's folder."""
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from chatbot.access import COOKIE, FileAccess
+from chatbot.ui import WorkspaceUI
+from chatbot.workspace import Session
+from tests.chatbot.test_workspace import corpus, titles, ws  # noqa: F401 - fixtures
+
+SID = FileAccess.new_sid()
+
+
+@pytest.fixture
+def ui(ws, tmp_path):  # noqa: F811
+    ui = WorkspaceUI(ws, export_dir=tmp_path / "exports")
+    yield ui
+    ui.writer.close()
+
+
+def request(sid: str = SID):
+    return SimpleNamespace(cookies={COOKIE: sid})
+
+
+def test_a_bug_while_answering_is_a_sentence_not_a_bare_error(ui, monkeypatch):
+    def broken(*args, **kwargs):
+        raise TypeError("NoneType is not iterable")
+        yield
+
+    monkeypatch.setattr(ui.ws, "ask_stream", broken)
+    (view,) = list(ui.respond("Who keeps the lighthouse?", None, "extractive", 8, [], [], "", "", request()))
+    assert "Something went wrong while answering (TypeError: NoneType is not iterable)" in view[6]
+
+
+def test_upload_returns_at_once_and_the_timer_reports_and_refreshes(ui, tmp_path):
+    note = tmp_path / "note.md"
+    note.write_text("# Timer note\n\nThe Farrow signal box opens at six.", encoding="utf-8")
+    session = Session()
+    status, cleared, timer, session = ui.on_upload([str(note)], session, request())
+    assert session.owner == SID and cleared is None and timer.active
+    assert "qa-job-pending" in status or "qa-upload-result" in status
+    deadline = time.monotonic() + 60
+    while True:
+        out = ui.poll_jobs(session)
+        if "qa-upload-result" in out[0]:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not out[2].active and "1 of 1 file(s) ingested" in out[0]
+    assert "Timer note" in out[4]  # the library table, refreshed once
+    assert ui.poll_jobs(session)[4] is not out[4]  # and not again (a skip)
+    assert "Timer note" in titles(ui.ws)
+
+
+def test_only_rejected_files_are_reported_without_a_job(ui, tmp_path):
+    bad = tmp_path / "notes.exe"
+    bad.write_text("x")
+    status, _, timer, session = ui.on_upload([str(bad)], None, request())
+    assert "✗" in status and "unsupported file type" in status and not timer.active
+    assert ui.writer.jobs(session.id) == []
+
+
+def test_exports_go_to_the_browsers_folder_and_go_with_the_session(ui):
+    session = Session()
+    *_, view = list(ui.respond("Who keeps the Brelloway lighthouse?", session, "extractive", 8, [], [], "", "",
+                               request()))
+    links = view[-1]
+    folder = ui.access.export_folder(SID, session.id)
+    assert f"qa/exports/{session.id}/" in links and len(list(folder.iterdir())) == 4
+    assert ui.access.export_file(SID, session.id, next(folder.iterdir()).name)
+    assert ui.access.export_file(FileAccess.new_sid(), session.id, next(folder.iterdir()).name) is None
+    ui._session_closed(session)
+    assert not folder.exists()
