@@ -852,7 +852,7 @@ def export_markdown(data: Mapping[str, Any]) -> str:
                 continue
             lines += [f"**{heading}**", ""]
             for q in quotes:
-                where = [f"doc `{md_text(q['doc_id'])}`", f"characters {q['start']}–{q['end']}"]
+                where = [f"doc `{q['doc_id']}`", f"characters {q['start']}–{q['end']}"]  # a hex id
                 if q["page"]:
                     where.append(f"page {q['page']}")
                 origin = md_text(", ".join(x for x in (q["source"], q["published"]) if x))

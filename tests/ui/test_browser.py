@@ -5,6 +5,7 @@ Screenshots go to tests/artifacts/ (git-ignored).
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -185,6 +186,44 @@ def test_document_markup_is_shown_as_text_never_run(ui, tmp_path):
     assert page.locator('img[src="x"]').count() == 0
     assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('__xss')).length") == 0
     assert page.locator("b", has_text="Injected source").count() == 0
+
+    # the Markdown export keeps the markup as text too; the JSON export keeps it exact
+    with page.expect_download() as info:
+        page.click("#qa-export-conversation-md")
+    md = open(info.value.path(), encoding="utf-8").read()
+    assert "&lt;script&gt;window.__xss=1;alert('script')&lt;/script&gt;" in md
+    assert "<script" not in md.lower() and "<img" not in md.lower()
+    with page.expect_download() as info:
+        page.click("#qa-export-conversation-json")
+    quotes = [c["quote"] for t in json.load(open(info.value.path(), encoding="utf-8"))["turns"] for c in t["citations"]]
+    assert any("<script>window.__xss=1;alert('script')</script>" in q for q in quotes)
+
+
+def test_control_characters_leave_questions_the_same_way_everywhere(ui, app_root, tmp_path):
+    """Typed into the page, exported, and asked through the CLI: one cleaned question."""
+    import subprocess
+    import sys
+
+    from tests.ui.conftest import REPO_ROOT
+
+    raw = "Who offered\u202e sanctuary\x1b[31m to Ahmad\x00 Massoud?\x1b[0m"
+    ui.ask(raw)
+    assert ui.page.locator(".qa-transcript .qa-q").last.inner_text().endswith(SANCTUARY_Q)
+    with ui.page.expect_download() as info:
+        ui.page.click("#qa-export-answer-json")
+    exported = json.load(open(info.value.path(), encoding="utf-8"))["turns"][0]
+    assert exported["question"] == SANCTUARY_Q and SANCTUARY in exported["answer"]
+    questions = tmp_path / "q.txt"
+    questions.write_text(raw + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    out = subprocess.run([sys.executable, "-m", "chatbot", "ask", "--json", "--index", str(app_root / "index"),
+                          "--file", str(questions)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["question"] == SANCTUARY_Q
+    plain = subprocess.run([sys.executable, "-m", "chatbot", "ask", "--index", str(app_root / "index"), raw.replace("\x00", "")],
+                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert plain.returncode == 0 and f"Q: {SANCTUARY_Q}" in plain.stdout and "\x1b" not in plain.stdout
 
 
 def test_conversations_are_per_browser_session(ui, browser, app_url):
