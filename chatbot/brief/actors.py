@@ -243,22 +243,9 @@ def _descriptors(p: Parsed, a: int, b: int) -> list[tuple[int, int]]:
         out.append((min(p.subtree(c)[0] for c in mods), a))
     for c in p.children[h]:
         if p.deps[c] == "appos":
-            out.append(_phrase(p, c))
+            out.append(p.phrase(c))
     if p.deps[h] == "appos":
         head = p.heads[h]
-        out.append((_phrase(p, head)[0], head + 1))
+        out.append((p.phrase(head)[0], head + 1))
     return [(lo, hi) for lo, hi in out if hi > lo]
 
-
-_CLAUSE_DEPS = {"conj", "cc", "relcl", "acl", "advcl", "parataxis", "appos", "punct", "ccomp"}
-
-
-def _phrase(p: Parsed, i: int) -> tuple[int, int]:
-    """The noun phrase headed by ``i``: its subtree without clauses hanging off it."""
-    lo = hi = i
-    stack = [i]
-    while stack:
-        j = stack.pop()
-        lo, hi = min(lo, j), max(hi, j)
-        stack.extend(c for c in p.children[j] if p.deps[c] not in _CLAUSE_DEPS)
-    return lo, hi + 1

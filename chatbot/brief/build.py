@@ -7,13 +7,14 @@ is the index state, the brief's settings, the algorithm version and the model ve
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from bisect import bisect_right
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -22,7 +23,7 @@ from typing import Callable, Sequence
 
 from chatbot.brief import nlp
 from chatbot.brief.actors import Actor, find_actors
-from chatbot.brief.figures import Figure, conflicts, event_dates, find_figures
+from chatbot.brief.figures import Conflict, Figure, conflicts, event_dates, find_figures
 from chatbot.brief.gazetteer import default_gazetteer
 from chatbot.brief.themes import DEFAULT_THEMES, Theme, match_themes
 from chatbot.brief.timeline import document_date, event_span, find_dates, sort_key
@@ -47,9 +48,11 @@ class BriefConfig:
     quotes_per_cell: int = 3
     min_similarity: float = 0.2
     min_sentence_words: int = 6
+    max_sentences_per_state: int = 300  # spread evenly over its mentions: bounds the embedding work
 
     def __post_init__(self) -> None:
-        for name in ("max_states", "max_organisations", "max_people", "quotes_per_cell", "min_sentence_words"):
+        for name in ("max_states", "max_organisations", "max_people", "quotes_per_cell", "min_sentence_words",
+                     "max_sentences_per_state"):
             if getattr(self, name) < 1:
                 raise BriefError(f"{name} must be at least 1 (got {getattr(self, name)}).")
         if not self.themes:
@@ -58,7 +61,7 @@ class BriefConfig:
     def key(self) -> str:
         return json.dumps([[t.name, t.description] for t in self.themes] + [
             self.max_states, self.max_organisations, self.max_people, self.quotes_per_cell, self.min_similarity,
-            self.min_sentence_words])
+            self.min_sentence_words, self.max_sentences_per_state])
 
 
 @dataclass
@@ -103,14 +106,60 @@ def ner_version() -> str:
         return f"{NER_PACKAGE} (not installed)"
 
 
+class ParseCache:
+    """Parses by document id (ids are content hashes, so an entry never goes stale), per pipeline
+    version: after an ingest only new documents are parsed. Gzipped JSON, one file per document."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder / ner_version().replace("==", "-")
+
+    def get(self, doc: Doc) -> tuple[nlp.Parsed, str] | None:
+        path = self.folder / f"{doc.doc_id}.json.gz"
+        try:
+            data = json.loads(gzip.decompress(path.read_bytes()))
+            return nlp.Parsed.from_json(doc.text, data["parse"]), data["model"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put(self, doc: Doc, parsed: nlp.Parsed, model: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{doc.doc_id}.json.gz"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(gzip.compress(json.dumps({"model": model, "parse": parsed.to_json()}).encode(), 5))
+        os.replace(tmp, path)
+
+    def keep_only(self, docs: Sequence[Doc]) -> None:
+        """Forget documents that left the index."""
+        wanted = {f"{d.doc_id}.json.gz" for d in docs}
+        for path in self.folder.glob("*.json.gz"):
+            if path.name not in wanted:
+                path.unlink(missing_ok=True)
+
+
+def _parse_all(docs: Sequence[Doc], parse: Callable, cache: ParseCache | None) -> tuple[list[nlp.Parsed], str]:
+    found = {d.doc_id: cache.get(d) for d in docs} if cache else {}
+    todo = [d for d in docs if found.get(d.doc_id) is None]
+    model = next((hit[1] for hit in found.values() if hit), "")
+    if todo:
+        parsed, model = parse([d.text for d in todo])
+        for d, p in zip(todo, parsed):
+            found[d.doc_id] = (p, model)
+            if cache:
+                cache.put(d, p, model)
+    if cache:
+        cache.keep_only(docs)
+    return [found[d.doc_id][0] for d in docs], model
+
+
 def build_brief(docs: Sequence[Doc], embedder, config: BriefConfig | None = None,
-                parse: Callable = nlp.parse, progress: Callable[[str], None] | None = None) -> dict:
+                parse: Callable = nlp.parse, progress: Callable[[str], None] | None = None,
+                parse_cache: ParseCache | None = None) -> dict:
     config = config or BriefConfig()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    say(f"parsing {len(docs)} document{'s' * (len(docs) != 1)} (spaCy, in a child process)…")
+    say(f"parsing {len(docs)} document{'s' * (len(docs) != 1)} (spaCy, in a child process; parses are cached)…")
     with ThreadPoolExecutor(1) as pool:  # the embedding model loads meanwhile
-        job = pool.submit(parse, [d.text for d in docs])
+        job = pool.submit(_parse_all, docs, parse, parse_cache)
         if hasattr(embedder, "warm_up"):
             embedder.warm_up()
         try:
@@ -239,7 +288,9 @@ def _positions(shown, actors, links, parsed, docs, embedder, config, quotes, sen
         for lk in links:
             if lk.owner == st.name and lk.member in by_name:
                 keys |= by_name[lk.member].sentences()
-        wanted[st.name] = keys
+        keys = sorted(keys)
+        step = max(1, -(-len(keys) // config.max_sentences_per_state))
+        wanted[st.name] = set(keys[::step])
     unique = sorted({k for keys in wanted.values() for k in keys})
     spans = {k: sentence(*k) for k in unique}
     texts = {k: parsed[k[0]].text[s:e].strip() for k, (s, e) in spans.items()}
@@ -289,6 +340,32 @@ def _figure_json(f: Figure, quotes: Quotes) -> dict:
             "citations": [quotes.cite(f.doc, *f.sentence)]}
 
 
+def cited_conflicts(citations: Sequence[Citation], docs: dict[str, Doc], parse_cache: ParseCache | None = None,
+                    parse: Callable = nlp.parse) -> list[Conflict]:
+    """Figures that the cited spans give differently (for answers: "the sources differ").
+
+    ``docs``: the cited documents by id. Parses come from ``parse_cache`` (the brief's, so after a
+    brief no spaCy process is needed); missing ones are parsed once in the child process."""
+    ids = list(dict.fromkeys(c.doc_id for c in citations if c.doc_id in docs))
+    parsed, _ = _parse_all([docs[i] for i in ids], parse, parse_cache) if ids else ([], "")
+    index = {doc_id: n for n, doc_id in enumerate(ids)}
+    figures: list[Figure] = []
+    for c in citations:
+        if c.doc_id in index:
+            d = index[c.doc_id]
+            figures.extend(find_figures(parsed[d], d, c.start, c.end, _named_before(parsed)))
+    return conflicts(figures)
+
+
+def _named_before(parsed: Sequence[nlp.Parsed]):
+    def before(d: int, offset: int) -> str | None:
+        p = parsed[d]
+        names = [(a, b) for a, b, label in p.ents if label == "PERSON" and p.starts[a] < offset]
+        return p.span_text(*names[-1]) if names else None
+
+    return before
+
+
 # ------------------------------------------------------------------------ index + cache
 def _docs_from_store(store) -> list[Doc]:
     from ingest.store import COMPLETE
@@ -300,16 +377,22 @@ def _docs_from_store(store) -> list[Doc]:
             for r in records]
 
 
+def cache_dir(store) -> Path:
+    """Beside the index (local even when the index is on a Chroma server, like the BM25 cache)."""
+    return store.lexical_dir().with_name(store.lexical_dir().name.replace("lexical-", "brief-", 1))
+
+
 def cache_path(store, config: BriefConfig, embedding_model: str) -> Path:
     state = store.published_state() or store.state_token()
     key = hashlib.sha256("|".join([state, config.key(), str(ALGORITHM_VERSION), embedding_model, ner_version()])
                          .encode()).hexdigest()[:16]
-    return store.settings.index_dir / f"brief-{store.settings.collection}" / f"{key}.json"
+    return cache_dir(store) / f"{key}.json"
 
 
 def brief_for_index(store, embedder, config: BriefConfig | None = None, refresh: bool = False,
                     progress: Callable[[str], None] | None = None) -> dict:
-    """The brief of an open index: from the cache when the index has not changed, else built and cached."""
+    """The brief of an open index: from the cache when the index has not changed, else built and
+    cached. ``refresh`` rebuilds the brief (parses of unchanged documents are still reused)."""
     config = config or BriefConfig()
     path = cache_path(store, config, embedder.model_id)
     if path.exists() and not refresh:
@@ -320,7 +403,7 @@ def brief_for_index(store, embedder, config: BriefConfig | None = None, refresh:
     docs = _docs_from_store(store)
     if not docs:
         raise BriefError(f"The index at {store.location} has no documents. Run `python -m ingest` to add articles.")
-    brief = build_brief(docs, embedder, config, progress=progress)
+    brief = build_brief(docs, embedder, config, progress=progress, parse_cache=ParseCache(cache_dir(store) / "parsed"))
     brief["provenance"] = index_provenance(store, {**brief["models"], "ner_package": ner_version()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

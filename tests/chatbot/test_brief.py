@@ -193,3 +193,25 @@ def test_themes_setting_and_bad_themes_file(fixture_index, tmp_path):
 def test_brief_without_an_index_says_to_run_ingest(tmp_path):
     r = run_cli("brief", "--index", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "python -m ingest" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_conflicts_among_cited_sentences_reuse_the_briefs_parses(fixture_index, fixture_brief):
+    """The detector runs on any list of citations (an answer's), from the brief's parse cache."""
+    from chatbot.brief.build import Doc, ParseCache, cache_dir, cited_conflicts
+    from chatbot.provenance import QuoteRecord
+    from ingest.store import IndexStore, embedder_for
+
+    e = embedder_for(fixture_index)
+    store = IndexStore(fixture_index, e.model_id, e.dimension).open(create=False)
+    docs = {r.doc_id: Doc(r.doc_id, r.title, r.text) for r in store.list_documents(with_text=True)}
+    cited = [QuoteRecord.from_json(q).citation() for q in fixture_brief["quotes"]
+             if q["quote"].startswith(("Officials in Bishkek said", "The new reservoir will hold", "Kazakhstan has"))]
+    assert len(cited) == 3
+
+    def no_spacy(_texts):
+        raise AssertionError("the brief's cached parses must be used")
+
+    [c] = cited_conflicts(cited, docs, ParseCache(cache_dir(store) / "parsed"), parse=no_spacy)
+    assert {f.text for f in c.versions} == {"420 million cubic metres", "510 million cubic metres"}
+    assert c.across_documents
+    assert cited_conflicts(cited[:1], docs, ParseCache(cache_dir(store) / "parsed"), parse=no_spacy) == []

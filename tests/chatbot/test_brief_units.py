@@ -244,3 +244,23 @@ def test_markdown_cites_every_line():
     body = md.split("## Actors", 1)[1].split("## Quotes", 1)[0]
     items = [line for line in body.splitlines() if line.startswith(("- ", "  - ", "| Uzbekistan"))]
     assert items and all("[1]" in line for line in items)
+
+
+def test_parses_are_cached_by_document_and_pruned(tmp_path):
+    from chatbot.brief.build import Doc, ParseCache, _parse_all
+
+    calls = []
+
+    def fake_parse(texts):
+        calls.append(list(texts))
+        return [Parsed(t, [0], [len(t)], [t], ["NOUN"], ["ROOT"], [0], [], [(0, 1)]) for t in texts], "fake-1"
+
+    cache = ParseCache(tmp_path)
+    a, b, c = Doc("a", "A", "alpha"), Doc("b", "B", "beta"), Doc("c", "C", "gamma")
+    parsed, model = _parse_all([a, b], fake_parse, cache)
+    assert [p.text for p in parsed] == ["alpha", "beta"] and model == "fake-1" and calls == [["alpha", "beta"]]
+    parsed, model = _parse_all([a, b], fake_parse, cache)
+    assert len(calls) == 1 and parsed[1].lemmas == ["beta"] and model == "fake-1"  # all from the cache
+    _parse_all([b, c], fake_parse, cache)
+    assert calls[-1] == ["gamma"]  # only the new document is parsed
+    assert sorted(p.name for p in cache.folder.glob("*.json.gz")) == ["b.json.gz", "c.json.gz"]  # "a" left
