@@ -224,13 +224,8 @@ def _links(docs: list[Parsed], people: dict[str, Actor], orgs: dict[str, Actor],
 
 def _link(docs: list[Parsed], member: str, owner: str, role: str, m: Mention) -> Link:
     p = docs[m.doc]
-    a, b = p.sents[_sent_index(p, m.sent[1])]
-    s, e = p.chars(a, b)
+    s, e = p.chars(*p.sent_of(m.sent[1]))
     return Link(member, owner, role, m.doc, s, e)
-
-
-def _sent_index(p: Parsed, first: int) -> int:
-    return next(i for i, (a, _) in enumerate(p.sents) if a == first)
 
 
 def _descriptors(p: Parsed, a: int, b: int) -> list[tuple[int, int]]:

@@ -29,6 +29,7 @@ from chatbot.brief.themes import DEFAULT_THEMES, Theme, match_themes
 from chatbot.brief.timeline import document_date, event_span, find_dates, sort_key
 from chatbot.provenance import QuoteRecord, index_provenance, text_hash
 from chatbot.types import Citation
+from ingest.chunking import split_sentences
 
 BRIEF_FORMAT = "qa-brief/1"
 ALGORITHM_VERSION = 1  # bump when the output changes for the same documents: old caches are ignored
@@ -158,10 +159,9 @@ def build_brief(docs: Sequence[Doc], embedder, config: BriefConfig | None = None
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     say(f"parsing {len(docs)} document{'s' * (len(docs) != 1)} (spaCy, in a child process; parses are cached)…")
-    with ThreadPoolExecutor(1) as pool:  # the embedding model loads meanwhile
+    with ThreadPoolExecutor(1) as pool:  # meanwhile: load the embedding model, embed likely sentences
         job = pool.submit(_parse_all, docs, parse, parse_cache)
-        if hasattr(embedder, "warm_up"):
-            embedder.warm_up()
+        vectors = _embed_while(job, docs, embedder, config)
         try:
             parsed, ner_model = job.result()
         except nlp.NLPError as exc:
@@ -169,10 +169,11 @@ def build_brief(docs: Sequence[Doc], embedder, config: BriefConfig | None = None
     timings = {"parse": time.perf_counter() - t0}
     quotes = Quotes(docs)
 
+    sentence_ends = [dict(p.sents) for p in parsed]
+
     def sentence(d: int, first_token: int) -> tuple[int, int]:
-        p = parsed[d]
-        a, b = next((a, b) for a, b in p.sents if a == first_token)
-        return p.chars(a, b)
+        """Characters of document ``d``'s sentence starting at token ``first_token``."""
+        return parsed[d].chars(first_token, sentence_ends[d][first_token])
 
     t = time.perf_counter()
     actors, links = find_actors(parsed, default_gazetteer())
@@ -195,7 +196,7 @@ def build_brief(docs: Sequence[Doc], embedder, config: BriefConfig | None = None
 
     t = time.perf_counter()
     say("matching stance sentences to themes…")
-    positions = _positions(shown, actors, links, parsed, docs, embedder, config, quotes, sentence)
+    positions = _positions(shown, actors, links, parsed, docs, embedder, config, quotes, sentence, vectors)
     timings["themes"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -279,7 +280,35 @@ def _dedupe(items: list[dict]) -> list[dict]:
     return out
 
 
-def _positions(shown, actors, links, parsed, docs, embedder, config, quotes, sentence) -> list[dict]:
+def _embed_while(job, docs: Sequence[Doc], embedder, config: BriefConfig, batch: int = 16) -> dict:
+    """While spaCy parses in its child process, embed the theme descriptions and the sentences
+    that name a state (found with ingest's sentence splitter and the gazetteer): most of them are
+    the brief's stance sentences, whose vectors are then ready. Stops when the parse is done."""
+    if hasattr(embedder, "warm_up"):
+        embedder.warm_up()
+    gazetteer = default_gazetteer()
+    texts = [t.description for t in config.themes]
+    for d in docs:
+        for s, e in split_sentences(d.text):
+            text = d.text[s:e].strip()
+            if _is_sentence(text, config) and gazetteer.find(text):
+                texts.append(text)
+    texts = list(dict.fromkeys(texts))
+    vectors: dict = {}
+    for i in range(0, len(texts), batch):
+        if job.done():
+            break
+        part = texts[i:i + batch]
+        vectors.update(zip(part, embedder.embed_documents(part)))
+    return vectors
+
+
+def _is_sentence(text: str, config: BriefConfig) -> bool:
+    """Long enough, and a sentence rather than a heading."""
+    return len(text.split()) >= config.min_sentence_words and text.rstrip("”’\"')")[-1:] in ".!?"
+
+
+def _positions(shown, actors, links, parsed, docs, embedder, config, quotes, sentence, vectors=None) -> list[dict]:
     by_name = {a.name: a for a in actors}
     states = [a for a in shown if a.kind == "state"]
     wanted: dict[str, set] = {}
@@ -294,10 +323,9 @@ def _positions(shown, actors, links, parsed, docs, embedder, config, quotes, sen
     unique = sorted({k for keys in wanted.values() for k in keys})
     spans = {k: sentence(*k) for k in unique}
     texts = {k: parsed[k[0]].text[s:e].strip() for k, (s, e) in spans.items()}
-    candidates = [k for k in unique if len(texts[k].split()) >= config.min_sentence_words
-                  and texts[k].rstrip("”’\"')")[-1:] in ".!?"]  # sentences, not headings
+    candidates = [k for k in unique if _is_sentence(texts[k], config)]
     matched = dict(zip(candidates, match_themes([texts[k] for k in candidates], config.themes, embedder,
-                                                 config.min_similarity)))
+                                                 config.min_similarity, known=vectors)))
     out = []
     for st in states:
         cells: dict[str, list] = defaultdict(list)

@@ -78,11 +78,17 @@ MIN_FOR_CENTRING = 8  # fewer candidate sentences give no stable mean: plain sim
 
 
 def match_themes(sentences: Sequence[str], themes: Sequence[Theme], embedder, min_similarity: float = 0.2,
-                 margin: float = 0.03) -> list[list[tuple[int, float]]]:
-    """For each sentence, the themes it belongs to as (theme index, centred score), best first."""
+                 margin: float = 0.03, known: dict[str, np.ndarray] | None = None) -> list[list[tuple[int, float]]]:
+    """For each sentence, the themes it belongs to as (theme index, centred score), best first.
+    ``known``: vectors already computed, by text (only the others are embedded)."""
     if not sentences:
         return []
-    vectors = embedder.embed_documents([t.description for t in themes] + list(sentences))
+    known = dict(known or {})
+    texts = [t.description for t in themes] + list(sentences)
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    if missing:
+        known.update(zip(missing, embedder.embed_documents(missing)))
+    vectors = np.array([known[t] for t in texts])
     theme_vecs, sent_vecs = vectors[: len(themes)], vectors[len(themes):]
     sims = np.asarray(sent_vecs @ theme_vecs.T, dtype=np.float64)
     centred = sims - sims.mean(axis=0) if len(sentences) >= MIN_FOR_CENTRING else sims
