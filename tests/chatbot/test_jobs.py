@@ -78,3 +78,25 @@ def test_finished_jobs_are_bounded_and_forgotten_with_their_session(ws):  # noqa
         assert writer.jobs("s1") == []
     finally:
         writer.close()
+
+
+def test_embedding_progress_is_read_from_the_running_ingest_bar():
+    import io
+
+    from tqdm import tqdm
+
+    from chatbot.jobs import embedding_progress
+
+    assert embedding_progress() is None
+    with tqdm(total=40, desc="Embedding", file=io.StringIO()) as bar:
+        bar.update(15)
+        assert embedding_progress() == (15, 40)
+        html = render.render_jobs([_running()], lambda j: 0, 12.0, embedding_progress())
+        assert "embedding 15 of 40 passages" in html and 'style="width:38%"' in html
+    assert embedding_progress() is None
+
+
+def _running():
+    from chatbot.jobs import RUNNING, Job
+
+    return Job("j1", "upload", "s1", "1 file: a.md", 0.0, state=RUNNING, started=2.0)

@@ -58,6 +58,7 @@ def test_browser_shows_a_login_form_first(auth_url, browser):
         password = page.locator("input[type=password]")
         password.wait_for()
         assert page.locator("#qa-question").count() == 0  # no workspace behind the form
+        assert page.get_by_text("After 5 failed logins", exact=False).count() == 1  # the throttling rule
         username = page.locator("input:not([type=password])").first
         username.fill(USER)
         password.fill("guess")
