@@ -72,7 +72,7 @@ BENCH = SHARED / "bench"
 CACHE = Path(os.environ.get("LATENCY_BENCH_CACHE") or ROOT / "benchmarks" / ".cache")  # git-ignored (env: tests)
 RESULTS_DIR = CACHE / "results" if os.environ.get("LATENCY_BENCH_CACHE") else ROOT / "benchmarks" / "results"
 EMB_CACHE = CACHE / "latency-embeddings"
-BUILD_VERSION = 1  # bump when the way the index is composed changes (rebuilds the cached indexes)
+BUILD_VERSION = 2  # bump when the way the index is composed changes (rebuilds the cached indexes); 2: sentence vectors
 DEFAULT_BASE = 10_000
 JITTER = 0.1  # norm of the Gaussian jitter added to a reused (unit) vector: cosine ~ 1/sqrt(1.01)
 
@@ -428,7 +428,7 @@ def write_index(store, items: list[Item], cache: EmbeddingCache, batch: int = 20
     from dataclasses import replace
 
     from ingest import lexical
-    from ingest.store import COMPLETE, PENDING, DocRecord
+    from ingest.store import COMPLETE, PENDING, DocRecord, encode_sentence_vectors
 
     store.open(create=True)
     started = time.perf_counter()
@@ -448,7 +448,11 @@ def write_index(store, items: list[Item], cache: EmbeddingCache, batch: int = 20
 
         pairs = [(c, r) for it, r in zip(group, records) for c in it.chunks]
         vectors = np.concatenate([vectors_for(it, cache) for it in group])
-        store.upsert_chunks(pairs, vectors)
+        # Sentence vectors (what ingest stores for chatbot/relevance.py): each sentence reuses its
+        # chunk's vector, so the index costs no extra embedding; the answer path's work is the same.
+        sentence_vectors = [encode_sentence_vectors(np.repeat(v[None], max(1, len(c.sentences)), axis=0))
+                            for (c, _), v in zip(pairs, vectors)]
+        store.upsert_chunks(pairs, vectors, sentence_vectors)
         store.update_documents([replace(r, status=COMPLETE, text=None) for r in records])
         written += n
         if (written // batch) % 10 == 0 or i >= len(items):

@@ -18,8 +18,11 @@ Environment:
   QA_LLM          openai | ollama | llamacpp (optional; --mode llm uses it)
   QA_LLM_MODEL, QA_LLM_BASE_URL, QA_LLM_API_KEY   model name/path, endpoint, key
 
-Without an LLM the answer is extractive: the best sentences of the sources, each with an exact
-citation. "The sources don't say" means nothing in the index supports an answer.
+Without an LLM the answer is extractive: the best sentences of the sources, best first, each with
+an exact citation. "The sources don't say" means nothing in the index answers the question; with
+citations after it ("What they say: ...") the sources cover the topic but not the detail asked.
+--json reports this as "support_level": answered | partial | none ("supported" is true only for
+answered). QA_ANSWER_THRESHOLD (default 0.3) is the judge's probability needed to answer.
 """
 
 
@@ -46,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON output (ask: one object per question per line)")
     p.add_argument("--mode", choices=("extractive", "llm"), default=None,
                    help="answer mode (default: llm when QA_LLM is set, else extractive)")
-    p.add_argument("--top-k", type=int, default=None, metavar="N", help="passages to retrieve (default 8)")
+    p.add_argument("--top-k", type=int, default=None, metavar="N", help="passages to retrieve (default 8); more also quotes more evidence")
 
 
 def make_service(args) -> tuple:

@@ -4,7 +4,8 @@ Metrics:
 - ``evidence``: answerable questions whose every evidence group has a string inside the quotes.
 - ``answer_terms``: answerable questions answered as supported whose every answer-term group has a
   string inside the answer text.
-- ``supported_correct``: all questions where ``supported`` equals ``answerable``.
+- ``supported_correct``: all questions where ``supported`` equals ``answerable`` (the decision
+  accuracy); ``answered_answerable`` / ``refused_unanswerable`` split it by kind of question.
 - ``verbatim``: citations whose quote equals the stored document text at [start:end].
 - ``quoted_chars``: mean characters quoted per supported answer.
 """
@@ -57,7 +58,8 @@ def load_items(path: Path) -> list[Item]:
 def score(items: Iterable[Item], answers: Iterable[dict], doc_text: Callable[[str], str | None]) -> dict:
     """``answers`` are Answer.to_json() dicts in the same order as ``items``."""
     rows = []
-    n_ans = ev_hits = term_hits = term_total = sup_right = n = 0
+    n_ans = ev_hits = term_hits = term_total = sup_right = n = answered = refused = 0
+    levels: dict[str, int] = {}
     quotes = verbatim = 0
     chars: list[int] = []
     for item, ans in zip(items, answers):
@@ -71,10 +73,16 @@ def score(items: Iterable[Item], answers: Iterable[dict], doc_text: Callable[[st
         row = {"id": item.id, "question": item.question, "answerable": item.answerable,
                "supported": ans["supported"]}
         sup_right += int(ans["supported"] == item.answerable)
+        level = ans.get("support_level") or ("answered" if ans["supported"] else "none")
+        row["support_level"] = level
+        levels[level] = levels.get(level, 0) + 1
+        if not item.answerable:
+            refused += int(not ans["supported"])
         if ans["supported"]:
             chars.append(sum(len(c["quote"]) for c in cites))
         if item.answerable:
             n_ans += 1
+            answered += int(ans["supported"])
             row["evidence"] = groups_found(item.evidence, quoted) if item.evidence else True
             ev_hits += int(row["evidence"])
             if ans["supported"]:
@@ -89,6 +97,9 @@ def score(items: Iterable[Item], answers: Iterable[dict], doc_text: Callable[[st
         "answer_terms": term_hits / n_ans if n_ans else None,
         "answer_terms_when_supported": term_hits / term_total if term_total else None,
         "supported_correct": sup_right / n if n else None,
+        "answered_answerable": answered / n_ans if n_ans else None,
+        "refused_unanswerable": refused / (n - n_ans) if n > n_ans else None,
+        "support_levels": levels,
         "verbatim": verbatim / quotes if quotes else 1.0,
         "quoted_chars": sum(chars) / len(chars) if chars else 0.0,
         "rows": rows,
@@ -104,6 +115,8 @@ def table(result: dict) -> str:
         f"evidence in quotes  {pct(result['evidence'])}",
         f"answer terms        {pct(result['answer_terms'])}",
         f"supported correct   {pct(result['supported_correct'])}",
+        f"  answered (answerable)   {pct(result['answered_answerable'])}",
+        f"  refused (unanswerable)  {pct(result['refused_unanswerable'])}",
         f"quotes verbatim     {pct(result['verbatim'])}",
         f"quoted chars/answer {result['quoted_chars']:6.0f}",
     ]

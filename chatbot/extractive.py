@@ -18,7 +18,7 @@ from typing import Sequence
 
 from chatbot.retrieve import Passage
 from chatbot.types import Citation
-from ingest.lexical import LexicalIndex, tokenize
+from ingest.lexical import STOPWORDS, LexicalIndex, tokenize
 
 # Question words that carry no topic (tokenize() already drops common stop words).
 QUESTION_NOISE = frozenset(tokenize("many much kind type sort name named called happen happened describe"))
@@ -37,6 +37,7 @@ class ExtractiveConfig:
     context_weight: float = 0.5
     passage_weight: float = 0.3
     type_bonus: float = 0.2
+    semantic_weight: float = 1.0  # weight of the sentence's cosine to the question
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_sentences <= 10:
@@ -78,6 +79,7 @@ class Candidate:
     text: str
     coverage: float = 0.0
     context: float = 0.0
+    semantic: float = 0.0  # cosine between the question and the sentence (chatbot.relevance)
     score: float = 0.0
     type_match: bool = False
 
@@ -138,7 +140,9 @@ def is_heading(sentence: str, title: str) -> bool:
 
 
 def score_candidates(profile: QuestionProfile, cands: list[Candidate],
-                     config: ExtractiveConfig = ExtractiveConfig()) -> list[Candidate]:
+                     config: ExtractiveConfig = ExtractiveConfig(), semantic: Sequence[float] | None = None
+                     ) -> list[Candidate]:
+    """Score every candidate (best first). ``semantic``: the question-sentence cosines, when known."""
     weights = profile.terms
     total = sum(weights.values()) or 1.0
     kind = profile.kind
@@ -155,8 +159,10 @@ def score_candidates(profile: QuestionProfile, cands: list[Candidate],
         c.coverage = sum(w for t, w in weights.items() if t in own) / total
         c.context = sum(w for t, w in weights.items() if t in near and t not in own) / total
         c.type_match = kind is None or _type_match(kind, c.text)
+        c.semantic = float(semantic[i]) if semantic is not None else 0.0
         c.score = (
             c.coverage
+            + config.semantic_weight * c.semantic
             + config.context_weight * c.context
             + config.passage_weight / c.rank
             + (config.type_bonus if kind is not None and c.type_match else 0.0)
@@ -164,17 +170,38 @@ def score_candidates(profile: QuestionProfile, cands: list[Candidate],
     return sorted(cands, key=lambda c: (-c.score, c.rank, c.start))
 
 
-def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig()) -> list[Candidate]:
-    """Best sentence plus close runners-up within the budget, in reading order."""
+def window_text(cands: Sequence[Candidate], best: Candidate) -> str:
+    """The best sentence with its neighbours (same document, as in ``score_candidates``) and title."""
+    i = next(k for k, c in enumerate(cands) if c is best)
+    parts = [best.title]
+    for j in (i - 1, i, i + 1):
+        if 0 <= j < len(cands) and cands[j].doc_id == best.doc_id and abs(cands[j].start - best.start) < 2000:
+            parts.append(cands[j].text)
+    return "\n".join(parts)
+
+
+def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig(),
+           per_actor: bool = False) -> list[Candidate]:
+    """Best sentence plus close runners-up within the budget, best first (issue 10: an answer leads
+    with its best evidence, not with document order). ``per_actor``: a question about several
+    actors ("Central Asian states") takes the best sentence of each actor before a second one of any."""
     if not ranked:
         return []
     best = ranked[0]
     chosen = [best]
     used = len(best.text)
-    for c in ranked[1:]:
+    pool = [c for c in ranked[1:] if c.score >= config.keep_ratio * best.score]
+    if per_actor:
+        seen = {actor(best.text)}
+        first = []
+        for c in pool:
+            a = actor(c.text)
+            if a not in seen:
+                seen.add(a)
+                first.append(c)
+        pool = first + [c for c in pool if c not in first]
+    for c in pool:
         if len(chosen) >= config.max_sentences:
-            break
-        if c.score < config.keep_ratio * best.score:
             break
         if used + len(c.text) > config.max_chars:
             continue
@@ -182,10 +209,26 @@ def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig(
             continue
         chosen.append(c)
         used += len(c.text)
-    order = {}
-    for c in chosen:
-        order.setdefault(c.doc_id, len(order))
-    return sorted(chosen, key=lambda c: (order[c.doc_id], c.start))
+    return chosen
+
+
+_ACTOR = re.compile(r"\b[A-Z][\w’'-]+")
+_GROUP = re.compile(r"\b(?:states|countries|governments|neighbou?rs|members|sides|parties|nations|capitals|"
+                    r"powers|regimes|leaders)\b|\b(?:differ|difference|compare|comparison|versus|vs)\b", re.I)
+
+
+def actor(sentence: str) -> str:
+    """The first capitalised name of a sentence that is not a common word (its main actor, roughly)."""
+    for m in _ACTOR.finditer(sentence):
+        word = m.group().lower().removesuffix("’s").removesuffix("'s")
+        if word not in STOPWORDS:
+            return word
+    return ""
+
+
+def spans_actors(question: str) -> bool:
+    """A question about several actors or a comparison ("What do Central Asian states want?")."""
+    return bool(_GROUP.search(question))
 
 
 def _same(a: Candidate, b: Candidate) -> bool:

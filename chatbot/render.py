@@ -139,6 +139,10 @@ def render_turn(i: int, turn: Turn) -> str:
     if a.supported:
         body = f'<div class="qa-a-text">{answer_html(i, turn)}</div>'
         cls = "qa-supported"
+    elif a.level == "partial":  # the sources cover the topic, not the detail asked: what they say, cited
+        body = ('<div class="qa-partial-head">Partly answered: the documents cover this topic but not the '
+                f'detail asked</div><div class="qa-a-text">{answer_html(i, turn)}</div>')
+        cls = "qa-partial"
     else:
         nearest = "".join(
             f'<li>{_cite_button(cite_key(i, c, evidence=True), c.n, c.title)} '
@@ -191,14 +195,18 @@ def render_evidence(session: Session, context: Callable[[Citation], QuoteContext
     i = len(session.turns) - 1 if turn_index is None else turn_index
     turn = session.turns[i]
     a = turn.answer
-    quotes, evidence = (a.citations, False) if a.supported else (a.evidence, True)
-    head = (f'<div class="qa-ev-head">{"Sources" if a.supported else "Closest evidence (not an answer)"} '
+    partial = a.level == "partial"
+    quotes, evidence = (a.citations, False) if a.supported or partial else (a.evidence, True)
+    label = "Sources" if a.supported else "What the sources say (not the detail asked)" if partial else \
+        "Closest evidence (not an answer)"
+    head = (f'<div class="qa-ev-head">{label} '
             f'for Q{i + 1}: <span class="qa-ev-q">“{esc(_clip(turn.question, 140))}”</span></div>')
     if not quotes:
         return f'<div class="qa-evidence">{head}<p class="qa-muted">No passage came close.</p></div>'
     items = "".join(_evidence_item(cite_key(i, c, evidence), c, context(c), cite_key(i, c, evidence) == active,
                                    evidence) for c in quotes)
-    return f'<div class="qa-evidence{" qa-evidence-refused" if evidence else ""}">{head}{items}</div>'
+    style = " qa-evidence-refused" if evidence else " qa-evidence-partial" if partial else ""
+    return f'<div class="qa-evidence{style}">{head}{items}</div>'
 
 
 def _evidence_item(key: str, c: Citation, ctx: QuoteContext, active: bool, evidence: bool) -> str:

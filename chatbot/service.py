@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
 from typing import Generator, Iterator, Sequence
+
+import numpy as np
 
 from chatbot import conversation
 from chatbot.extractive import (
@@ -18,8 +22,12 @@ from chatbot.extractive import (
     candidates,
     score_candidates,
     select,
+    spans_actors,
     to_citation,
+    window_text,
 )
+from chatbot.judge import ALIGN_TOP, MODEL_FILE, Judge, asks_for, features
+from chatbot.relevance import SentenceVectors, TokenAligner, similarities
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
 from chatbot.safe_text import clean_question
 from chatbot.types import Answer, Claim, Filters, QAError
@@ -29,33 +37,75 @@ from ingest.store import DocRecord, IndexStore, SourceDoc, embedder_for
 from ingest.types import IngestError
 
 NOT_IN_SOURCES = "The sources don't say"
+ANSWERED, PARTIAL, NONE = "answered", "partial", "none"
+
+
+@dataclass
+class Evidence:
+    """What the extractive answerer found for one question (also what benchmarks/train_judge.py fits on)."""
+
+    profile: QuestionProfile
+    ranked: list[Candidate]  # best first
+    features: dict[str, float] | None  # None when there is no candidate or no content term
+    probability: float
 
 
 @dataclass(frozen=True)
 class SupportPolicy:
-    """When is the best evidence strong enough to answer? (calibration: benchmarks/RESULTS.md)
+    """Answer, say what the sources do say (partial), or refuse (calibration: benchmarks/RESULTS.md).
 
-    Refuse when any of these holds:
-    - the best sentence covers less than ``min_coverage`` of the question's IDF-weighted terms;
-    - ``max_absent`` or more of that weight is on terms found nowhere in the index;
-    - the question asks for a number/date/name, the best sentence has none, and its coverage is
-      below ``min_coverage_type_mismatch``.
+    The judge (``chatbot.judge``, fitted model in ``chatbot/judge_model.json``) gives the
+    probability that the best sentence answers the question. At or above ``threshold``
+    (``QA_ANSWER_THRESHOLD``) the answer is ``answered``, unless the question asks for a number or a
+    date that none of the top sentences supplies (``chatbot.judge.DETAIL_KINDS``) or uses a name
+    found nowhere in the index ("the TAPI pipeline"). Otherwise it is ``partial`` when
+    the best evidence is on the question's topic: its cosine to the question is at least
+    ``topic_semantic`` (``QA_TOPIC_SEMANTIC``) or it and its neighbours cover at least
+    ``topic_window`` of the question's IDF-weighted terms, and every name it uses is in the index;
+    otherwise ``none``.
     """
 
-    min_coverage: float = 0.2
-    max_absent: float = 0.6
-    min_coverage_type_mismatch: float = 0.5
+    threshold: float = 0.3
+    topic_semantic: float = 0.45
+    topic_window: float = 0.6
+    model_path: Path = MODEL_FILE
 
-    def supported(self, best: Candidate | None, profile: QuestionProfile) -> tuple[bool, float]:
-        if best is None or not profile.terms:
-            return False, 0.0
-        ok = (
-            best.coverage >= self.min_coverage
-            and profile.absent < self.max_absent
-            and (best.type_match or best.coverage >= self.min_coverage_type_mismatch)
-        )
-        confidence = max(0.0, min(1.0, best.coverage * (1 - profile.absent) + 0.5 * best.context))
-        return ok, confidence
+    def __post_init__(self) -> None:
+        for name in ("threshold", "topic_semantic", "topic_window"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise QAError(f"{name} must be between 0 and 1 (got {value}).")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SupportPolicy":
+        env = settings.extra
+        values = {}
+        for key, name in (("QA_ANSWER_THRESHOLD", "threshold"), ("QA_TOPIC_SEMANTIC", "topic_semantic")):
+            if env.get(key):
+                try:
+                    values[name] = float(env[key])
+                except ValueError:
+                    raise QAError(f"{key} must be a number between 0 and 1 (got {env[key]!r}).") from None
+        return cls(**values)
+
+    def answers(self, probability: float, feats: dict[str, float]) -> bool:
+        """The judge's probability is high enough, an asked-for number or date is supplied, and every
+        name the question uses occurs somewhere in the index."""
+        return (probability >= self.threshold and not feats.get("type_gap_top", 0.0)
+                and not feats.get("names_unknown", 0.0))
+
+    @cached_property
+    def judge(self) -> Judge:
+        return Judge.load(self.model_path)
+
+    def level(self, probability: float, feats: dict[str, float]) -> str:
+        if self.answers(probability, feats):
+            return ANSWERED
+        if feats.get("names_unknown"):  # what the question is about is never mentioned
+            return NONE
+        if feats["semantic"] >= self.topic_semantic or feats["window"] >= self.topic_window:
+            return PARTIAL
+        return NONE
 
 
 @dataclass(frozen=True)
@@ -80,7 +130,9 @@ class QAService:
         self.store = IndexStore(settings, self.embedder.model_id, self.embedder.dimension)
         self.retriever = HybridRetriever(self.store, self.embedder, retrieval)
         self.extractive = extractive or ExtractiveConfig()
-        self.policy = policy or SupportPolicy()
+        self.policy = policy or SupportPolicy.from_settings(settings)
+        self.sentences = SentenceVectors(self.embedder)
+        self.aligner = TokenAligner(self.embedder)
         self.llm = llm  # chatbot.generative.LLMAnswerer or None
         self._opened = False
         if llm is not None and hasattr(llm, "attach"):
@@ -140,14 +192,17 @@ class QAService:
         standalone = self._standalone(question, history, options)
         timings["condense"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        passages = self.retriever.retrieve(standalone, options.filters, options.top_k)
+        vector = self.embedder.embed_query(standalone)
+        passages = self.retriever.retrieve(standalone, options.filters, options.top_k, vector=vector)
         if not passages and len(self.retriever.loaded_index) == 0:  # every document was deleted since
             raise self._empty()
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
-        answer = self._extractive(question, standalone, passages)
-        if options.mode == "llm":
+        answer = self._extractive(question, standalone, passages, vector, options.top_k)
+        if options.mode == "llm" and answer.level != NONE:  # the judge refuses before any generation
             answer = yield from self._generative(question, standalone, passages, answer)
+        elif options.mode == "llm":
+            answer.notice = "Nothing in the documents covers this question, so the LLM was not asked."
         timings["answer"] = (time.perf_counter() - t2) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         answer.timings_ms = timings
@@ -162,24 +217,63 @@ class QAService:
                 return condensed
         return conversation.condense(question, history)
 
-    def _extractive(self, question: str, standalone: str, passages: list[Passage]) -> Answer:
-        profile = QuestionProfile.of(standalone, self.retriever.loaded_index)
-        ranked = score_candidates(profile, candidates(passages), self.extractive)
-        best = ranked[0] if ranked else None
-        ok, confidence = self.policy.supported(best, profile)
-        if not ok:
+    def evidence(self, standalone: str, passages: list[Passage], vector: np.ndarray) -> Evidence:
+        """Score every sentence of the passages (terms + meaning) and judge the best one."""
+        found = self.rank(standalone, passages, vector)
+        if found.features is not None:
+            found.probability = self.policy.judge.probability(found.features)
+        return found
+
+    def rank(self, standalone: str, passages: list[Passage], vector: np.ndarray) -> Evidence:
+        """The candidate sentences, best first, and the judge's features of the best (no probability yet)."""
+        index = self.retriever.loaded_index
+        profile = QuestionProfile.of(standalone, index)
+        cands = candidates(passages)
+        semantic = similarities(vector, self.sentences.of(cands))
+        ranked = score_candidates(profile, list(cands), self.extractive, semantic)
+        if not ranked or not profile.terms:
+            return Evidence(profile, ranked, None, 0.0)
+        # (worst-matched words, mean) of the better-aligned of the top sentences
+        alignment = max(self.aligner.alignment(standalone, c.text) for c in ranked[:ALIGN_TOP])
+        feats = features(standalone, profile, ranked, window_text(cands, ranked[0]), index, alignment)
+        return Evidence(profile, ranked, feats, 0.0)
+
+    def _quoting(self, standalone: str, top_k: int | None) -> ExtractiveConfig:
+        """How much to quote: reasons, positions and comparisons take several sentences (a lower bar
+        for runners-up); asking for more passages (``--top-k``, "more evidence") raises the budget."""
+        config = self.extractive
+        if asks_for(standalone) == "reason" or spans_actors(standalone):
+            config = replace(config, keep_ratio=min(config.keep_ratio, 0.3))
+        default_k = self.retriever.config.top_k
+        if top_k and top_k > default_k:
+            config = replace(config, max_chars=int(config.max_chars * top_k / default_k),
+                             max_sentences=min(10, max(config.max_sentences, top_k // 2)))
+        return config
+
+    def _extractive(self, question: str, standalone: str, passages: list[Passage], vector: np.ndarray,
+                    top_k: int | None = None) -> Answer:
+        found = self.evidence(standalone, passages, vector)
+        ranked, p = found.ranked, found.probability
+        level = NONE if found.features is None else self.policy.level(p, found.features)
+        if level == NONE:
             nearest = select(ranked, replace(self.extractive, keep_ratio=0.0, max_sentences=3))
             evidence = [to_citation(i, c, c.score, self.page_at(c.doc_id, c.start)) for i, c in enumerate(nearest, 1)]
             return Answer(question=question, text=f"{NOT_IN_SOURCES} — nothing in the indexed documents answers "
                           f"“{standalone}” closely enough to quote.", supported=False, evidence=evidence,
-                          standalone_question=standalone, confidence=confidence)
-        chosen = select(ranked, self.extractive)
+                          standalone_question=standalone, confidence=p, support_level=NONE)
+        per_actor = spans_actors(standalone)
+        chosen = select(ranked, self._quoting(standalone, top_k), per_actor=per_actor)
         citations = [to_citation(i, c, min(1.0, c.coverage + 0.5 * c.context), self.page_at(c.doc_id, c.start))
                      for i, c in enumerate(chosen, 1)]
+        # several actors: one line per actor's sentence, each cited
+        quoted = ("\n" if per_actor and len(citations) > 1 else " ").join(f"{c.quote} [{c.n}]" for c in citations)
+        if level == PARTIAL:
+            return Answer(question=question, text=f"{NOT_IN_SOURCES} exactly that. What they say: {quoted}",
+                          supported=False, citations=citations, standalone_question=standalone, confidence=p,
+                          support_level=PARTIAL)
         claims = [Claim(c.quote, (c.n,), c.support, True) for c in citations]
-        text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-        return Answer(question=question, text=text, supported=True, citations=citations, claims=claims,
-                      standalone_question=standalone, confidence=confidence)
+        return Answer(question=question, text=quoted, supported=True, citations=citations, claims=claims,
+                      standalone_question=standalone, confidence=p, support_level=ANSWERED)
 
     def _generative(self, question: str, standalone: str, passages: list[Passage],
                     fallback: Answer) -> Generator[str, None, Answer]:

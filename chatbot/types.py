@@ -53,7 +53,7 @@ class Filters:
 class Answer:
     question: str
     text: str
-    supported: bool
+    supported: bool  # true only when support_level is "answered"
     citations: list[Citation] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     evidence: list[Citation] = field(default_factory=list)  # nearest passages when unsupported
@@ -61,13 +61,22 @@ class Answer:
     standalone_question: str = ""
     notice: str | None = None
     confidence: float = 0.0
+    # "answered"; "partial": the sources cover the topic, not the detail asked (citations show what
+    # they say); "none": nothing relevant (nearest passages in ``evidence``). See chatbot.judge.
+    # Empty: derived from ``supported`` (answered / none), for answerers that only decide that.
+    support_level: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def level(self) -> str:
+        return self.support_level or ("answered" if self.supported else "none")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "answer": self.text,
             "supported": self.supported,
+            "support_level": self.level,
             "citations": [c.to_json() for c in self.citations],
             "claims": [c.to_json() for c in self.claims],
             "evidence": [c.to_json() for c in self.evidence],

@@ -45,17 +45,32 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from ingest import lexical
 from ingest.chunking import chunk_text
 from ingest.documents import build_document
 from ingest.embed import Embedder
 from ingest.lock import WriterLock
 from ingest.settings import Settings
-from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for
+from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for, encode_sentence_vectors
 from ingest.types import BadFile, Chunk, FileFailure, IngestError, IngestReport
 
 ProgressFactory = Callable[..., object]
 EMBED_GROUP = 512  # chunks per encode call: large enough for length-sorting to cut padding
+
+
+def embed_sentences(embedder: Embedder, chunks: Sequence[Chunk]) -> list[str]:
+    """Every chunk's sentence vectors, encoded for its metadata (``store.encode_sentence_vectors``);
+    the answerer scores sentences by meaning with them (chatbot/relevance.py). A sentence repeated
+    in the group (chunk overlaps) is embedded once."""
+    texts = [c.text[s - c.start : e - c.start] for c in chunks for s, e in c.sentences]
+    unique = list(dict.fromkeys(texts))
+    if not unique:
+        return ["" for _ in chunks]
+    by_text = dict(zip(unique, embedder.embed_documents(unique)))
+    return [encode_sentence_vectors(np.stack([by_text[c.text[s - c.start : e - c.start]] for s, e in c.sentences]))
+            if c.sentences else "" for c in chunks]
 
 
 def file_hash(data: bytes) -> str:
@@ -283,9 +298,10 @@ class Ingestor:
             for i in range(0, len(items), EMBED_GROUP):
                 group = items[i : i + EMBED_GROUP]
                 vectors = self.embedder.embed_documents([c.text for c, _ in group])
+                sentence_vectors = embed_sentences(self.embedder, [c for c, _ in group])
                 if inflight is not None:
                     inflight.result()
-                inflight = writer.submit(self._write_group, group, vectors, remaining, by_id)
+                inflight = writer.submit(self._write_group, group, vectors, remaining, by_id, sentence_vectors)
                 if bar is not None:
                     bar.update(len(group))
             if inflight is not None:
@@ -298,9 +314,10 @@ class Ingestor:
             self._complete([by_id[d] for d in empty])
         self.embedded = len(items)
 
-    def _write_group(self, group, vectors, remaining: dict[str, int], by_id: dict[str, DocRecord]) -> None:
+    def _write_group(self, group, vectors, remaining: dict[str, int], by_id: dict[str, DocRecord],
+                     sentence_vectors: Sequence[str] | None = None) -> None:
         self._check_lock()
-        self.store.upsert_chunks(group, vectors)
+        self.store.upsert_chunks(group, vectors, sentence_vectors)
         done = []
         for chunk, record in group:
             remaining[record.doc_id] -= 1

@@ -14,6 +14,7 @@ Chroma's "distance" is converted to a similarity (``1 - cosine distance``) here 
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -305,15 +306,18 @@ class IndexStore:
         return True
 
     # ------------------------------------------------------------------- chunks
-    def upsert_chunks(self, items: Sequence[tuple[Chunk, DocRecord]], vectors: np.ndarray) -> None:
+    def upsert_chunks(self, items: Sequence[tuple[Chunk, DocRecord]], vectors: np.ndarray,
+                      sentence_vectors: Sequence[str] | None = None) -> None:
+        """``sentence_vectors``: per chunk, its sentences' vectors (``encode_sentence_vectors``) or ""."""
         batch = self._batch_size()
+        svecs = list(sentence_vectors) if sentence_vectors is not None else [""] * len(items)
         for i in range(0, len(items), batch):
             part = items[i : i + batch]
             self.chunks.upsert(
                 ids=[c.chunk_id for c, _ in part],
                 embeddings=vectors[i : i + batch],
                 documents=[c.text for c, _ in part],
-                metadatas=[_chunk_meta(c, d) for c, d in part],
+                metadatas=[_chunk_meta(c, d, sv) for (c, d), sv in zip(part, svecs[i : i + batch])],
             )
 
     def count_chunks(self) -> int:
@@ -388,7 +392,7 @@ def _doc_record(doc_id: str, meta: dict, text: str | None) -> DocRecord:
     )
 
 
-def _chunk_meta(chunk: Chunk, doc: DocRecord) -> dict[str, Any]:
+def _chunk_meta(chunk: Chunk, doc: DocRecord, sentence_vectors: str = "") -> dict[str, Any]:
     meta: dict[str, Any] = {
         "doc_id": chunk.doc_id,
         "title": doc.title,
@@ -397,6 +401,8 @@ def _chunk_meta(chunk: Chunk, doc: DocRecord) -> dict[str, Any]:
         "sents": ",".join(f"{s - chunk.start}:{e - chunk.start}" for s, e in chunk.sentences),
         "source": str(doc.meta.get("source", "")),
     }
+    if sentence_vectors:
+        meta["svec"] = sentence_vectors
     day = published_day(doc.meta.get("published"))
     if day:
         meta["published_day"] = day
@@ -405,6 +411,33 @@ def _chunk_meta(chunk: Chunk, doc: DocRecord) -> dict[str, Any]:
         meta["page"] = src.page_at(chunk.start)
         meta["page_end"] = src.page_at(max(chunk.start, chunk.end - 1))
     return meta
+
+
+def encode_sentence_vectors(vectors: np.ndarray) -> str:
+    """Unit sentence vectors as chunk metadata: per vector a float16 scale and int8 components,
+    base64 (about 520 characters per 384-d vector; cosine error below 0.005)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    scale = np.maximum(np.abs(vectors).max(axis=1), 1e-12) / 127.0
+    q = np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8)
+    rows = [scale.astype(np.float16)[i].tobytes() + q[i].tobytes() for i in range(len(q))]
+    return base64.b64encode(b"".join(rows)).decode("ascii")
+
+
+def sentence_vectors_of(stored: StoredChunk) -> dict[tuple[int, int], np.ndarray]:
+    """The sentence vectors stored with a chunk at ingest, by sentence span; {} when it has none."""
+    raw = stored.meta.get("svec")
+    spans = stored.chunk.sentences
+    if not raw or not spans:
+        return {}
+    data = np.frombuffer(base64.b64decode(raw), dtype=np.uint8)
+    width = 2 + (len(data) // len(spans) - 2)
+    if width < 3 or len(data) != width * len(spans):
+        return {}
+    rows = data.reshape(len(spans), width)
+    scale = rows[:, :2].copy().view(np.float16).astype(np.float32)
+    vecs = rows[:, 2:].copy().view(np.int8).astype(np.float32) * scale
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    return {span: vecs[i] for i, span in enumerate(spans)}
 
 
 def _stored_chunk(chunk_id: str, text: str, meta: dict, score: float = 0.0) -> StoredChunk:

@@ -19,8 +19,11 @@ def assert_citation_invariants(answer: Answer, doc_text) -> None:
     assert numbers == list(range(1, len(numbers) + 1))
     markers = {int(m) for m in MARKER.findall(answer.text)}
     assert markers == set(numbers), (markers, numbers, answer.text)
+    assert answer.supported == (answer.level == "answered")
     if answer.supported:
         assert answer.citations, "a supported answer must cite something"
+    elif answer.level == "partial":  # what the sources do say, cited
+        assert answer.citations and answer.text.startswith("The sources don't say")
     else:
         assert not answer.citations
         assert answer.text.startswith("The sources don't say")

@@ -32,6 +32,8 @@ def test_ask_json_contract(seed_index, tmp_path):
                                              "Which river forms much of Afghanistan's northern border?",
                                              "When will the TAPI gas pipeline through Afghanistan be finished?"]
     assert [o["supported"] for o in lines] == [True, True, False]
+    assert [o["support_level"] for o in lines][:2] == ["answered", "answered"]
+    assert lines[2]["support_level"] in ("partial", "none")
     text = (REPO_ROOT / "corpus" / "central-asia-taliban-engagement.md").read_text()
     for o in lines:
         assert set(o) >= {"question", "answer", "supported", "citations"}

@@ -49,15 +49,26 @@ def test_best_sentence_answers_the_question():
     assert profile.kind == "number"
 
 
-def test_select_keeps_reading_order_budget_and_no_duplicates():
+def test_select_leads_with_the_best_evidence_within_budget_and_no_duplicates():
     passages, chunks = _passages()
     profile = QuestionProfile.of("When did the Taliban start the canal?", _index(chunks))
     ranked = score_candidates(profile, candidates(passages))
     chosen = select(ranked, ExtractiveConfig(max_chars=80, keep_ratio=0.0))
     assert sum(len(c.text) for c in chosen) <= 80 or len(chosen) == 1
-    assert [c.start for c in chosen] == sorted(c.start for c in chosen)
+    assert chosen[0] is ranked[0] and chosen[0].text == "It was started in 2022 by the Taliban."
+    assert [c.score for c in chosen] == sorted((c.score for c in chosen), reverse=True)
     assert len({c.text for c in chosen}) == len(chosen)
     assert select([], ExtractiveConfig()) == []
+
+
+def test_meaning_ranks_a_paraphrase_that_shares_no_word():
+    passages, chunks = _passages()
+    profile = QuestionProfile.of("Which nation cooperates with Western governments?", _index(chunks))
+    cands = candidates(passages)
+    semantic = [0.9 if c.text.startswith("Uzbekistan works with the West") else 0.1 for c in cands]
+    assert score_candidates(profile, cands)[0].text.startswith("Uzbekistan") is False
+    ranked = score_candidates(profile, cands, semantic=semantic)
+    assert ranked[0].text.startswith("Uzbekistan works with the West") and ranked[0].semantic == 0.9
 
 
 def test_absent_terms_are_measured_against_the_index():

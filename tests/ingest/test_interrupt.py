@@ -55,11 +55,14 @@ def snapshot(index: Path) -> dict:
                        model_id_for(DEFAULT_BACKEND), 384)
     store.open(create=False)
     res = store.chunks.get(include=["documents", "metadatas", "embeddings"])
-    chunks = {cid: (text, meta) for cid, text, meta in zip(res["ids"], res["documents"], res["metadatas"])}
+    # sentence vectors ("svec") are vectors, not compared as metadata (checked to be there below)
+    svec = {cid: meta.get("svec", "") for cid, meta in zip(res["ids"], res["metadatas"])}
+    chunks = {cid: (text, {k: v for k, v in meta.items() if k != "svec"})
+              for cid, text, meta in zip(res["ids"], res["documents"], res["metadatas"])}
     vectors = {cid: np.asarray(v) for cid, v in zip(res["ids"], res["embeddings"])}
     docs = {r.doc_id: r for r in store.list_documents(with_text=True)}
     bm25 = lexical.LexicalIndex.load(store.lexical_dir())
-    return {"chunks": chunks, "vectors": vectors, "docs": docs, "bm25": bm25, "token": store.state_token(),
+    return {"chunks": chunks, "vectors": vectors, "svec": svec, "docs": docs, "bm25": bm25, "token": store.state_token(),
             # The BM25 state token published for readers (when the store supports it).
             "published": getattr(store, "published_state", lambda: None)()}
 
@@ -154,6 +157,7 @@ def test_interrupted_runs_are_repaired_to_a_clean_build(tmp_path, real_embedder)
     expected = real_embedder.embed_documents([repaired["chunks"][cid][0] for cid in sample])
     for cid, vector in zip(sample, expected):
         assert np.allclose(repaired["vectors"][cid], vector, atol=2e-3), cid
+    assert all(repaired["svec"].values())  # every repaired chunk has its sentence vectors
     assert repaired["token"] == clean["token"] == repaired["published"] == clean["published"]
     assert repaired["bm25"].token == clean["bm25"].token == clean["token"]
     assert sorted(repaired["bm25"].chunk_ids) == sorted(clean["bm25"].chunk_ids)

@@ -10,7 +10,7 @@ from ingest import lexical
 from ingest.chunking import chunk_text
 from ingest.documents import build_document
 from ingest.pipeline import Ingestor
-from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore
+from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, sentence_vectors_of
 from ingest.types import IngestError
 from tests.ingest.helpers import APPEAL, FakeEmbedder, check_chunks
 
@@ -82,8 +82,14 @@ def test_first_run_stores_chunks_documents_and_metadata(settings, folder):
     assert (report.added, report.updated, report.unchanged, report.removed) == (2, 0, 0, 0)
     assert report.documents == 2 and report.failed == [] and report.duplicates == []
     store = ingestor.store
-    assert report.chunks == store.count_chunks() == report.embedded_chunks == len(embedder.embedded_texts)
+    assert report.chunks == store.count_chunks() == report.embedded_chunks
     assert_store_consistent(store)
+    # each chunk is embedded, and each of its sentences (stored with it for the answerer), once per run
+    chunk_texts = [text for _, text, _ in store.iter_chunks()]
+    sentence_texts = {t[s - int(m["start"]):e - int(m["start"])] for _, t, m in store.iter_chunks()
+                      for s, e in ((int(a) + int(m["start"]), int(b) + int(m["start"]))
+                                   for a, b in (p.split(":") for p in m["sents"].split(",")))}
+    assert sorted(embedder.embedded_texts) == sorted(chunk_texts + sorted(sentence_texts))
     docs = {r.title: r for r in store.list_documents(with_text=True)}
     a = docs["Rail freight to Afghanistan"]
     assert a.meta["source"] == "Example Review" and a.meta["published"] == "2023-04-01"
@@ -94,6 +100,7 @@ def test_first_run_stores_chunks_documents_and_metadata(settings, folder):
     check_chunks(a.text, chunks, 120, 40)
     stored = store.get_chunks([c.chunk_id for c in chunks])
     assert [s.chunk for s in stored] == chunks  # ids, offsets, text and sentence spans round-trip
+    assert all(len(sentence_vectors_of(s)) == len(s.chunk.sentences) for s in stored)
     assert all(s.meta["published_day"] == 20230401 for s in stored)
     assert "Water in the Amu Darya basin" in docs  # title from the first heading
 

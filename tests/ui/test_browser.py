@@ -98,6 +98,37 @@ def test_unanswerable_question_is_refused_with_nearest_evidence(ui):
     ui.shot("refusal")
 
 
+WHY_Q = "Why is Uzbekistan engaging with the Taliban?"  # analyst phrasing, one country (issue 10)
+WHY_BEST = "Imagine what happens if we don’t engage"
+NEAR_MISS_Q = "How long is the railway between Termez and Mazar-i-Sharif?"  # the article gives no length
+
+
+def test_analyst_why_question_is_answered_with_its_best_evidence_first(ui):
+    ui.ask(WHY_Q)
+    answer = ui.last_answer()
+    assert "qa-supported" in answer.get_attribute("class"), answer.inner_text()
+    first = ui.page.locator("#qa-evidence .qa-ev-item").first
+    assert first.locator(".qa-badge").inner_text().strip() == "[1]"
+    assert WHY_BEST in first.locator("mark.qa-quote").inner_text()
+    ui.shot("analyst-why")
+
+
+def test_near_miss_question_is_partial_with_what_the_sources_say(ui):
+    ui.ask(NEAR_MISS_Q)
+    answer = ui.last_answer()
+    cls = answer.get_attribute("class")
+    assert "qa-partial" in cls and "qa-refused" not in cls and "qa-supported" not in cls
+    assert "Partly answered" in answer.inner_text() and "What they say" in answer.inner_text()
+    assert answer.locator("button.qa-cite").count() >= 1
+    assert "Termez" in ui.page.locator("#qa-evidence .qa-ev-item").first.inner_text()
+    assert "not the detail asked" in ui.page.locator("#qa-evidence .qa-ev-head").inner_text()
+    styles = ui.page.evaluate("""() => ['.qa-partial', '.qa-supported', '.qa-refused'].map(s => {
+        const e = document.querySelector('.qa-transcript ' + s);
+        return e ? getComputedStyle(e).borderLeftColor : null; })""")
+    assert styles[0] and styles[0] not in styles[1:]  # partial looks unlike answered and refused
+    ui.shot("partial")
+
+
 def test_follow_up_uses_the_conversation(ui):
     ui.ask(SANCTUARY_Q)
     ui.ask("What does the 2006 ruling designate?")

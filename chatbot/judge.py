@@ -1,0 +1,261 @@
+"""Answer or refuse: a calibrated probability that the best evidence answers the question.
+
+``features()`` describes the question and its best candidate sentence with a few numbers that
+mean the same on any corpus (no word lists fitted to one article): how much of the question the
+sentence and its neighbours cover (IDF-weighted, and the rarest term left uncovered), how close
+the sentence is in meaning (MiniLM cosine), whether it supplies what the question asks for (a
+number, a date, a name, a new capitalised entity) and agrees with the question's own names and
+numbers, negation mismatch, and the margin to the runner-up. ``Judge`` is a logistic regression
+over them, fitted by ``benchmarks/train_judge.py`` and stored as readable JSON
+(``chatbot/judge_model.json``: feature names, standardisation, coefficients, training command
+and cross-set figures).
+
+Levels (``SupportPolicy`` in chatbot.service): ``answered`` when the probability reaches the
+threshold, one of the top sentences supplies the number or date a question asks for
+(``type_gap_top`` is 0), and every name of the question occurs in the index (``names_unknown``
+is 0); else ``partial`` when the best evidence is on the question's topic (the
+sources cover it, not the detail asked); else ``none``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ingest.lexical import STOPWORDS, tokenize
+
+MODEL_FILE = Path(__file__).with_name("judge_model.json")
+
+# Cardinals only: "half of its imports" does not say how long a railway is.
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
+                 "fifty|sixty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens")
+_NUMBER = re.compile(rf"\d+(?:[.,]\d+)*|\b(?:{_NUMBER_WORDS})\b", re.I)
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_DATE = re.compile(rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b(?:{_MONTHS})\b|\b\d+(?:st|nd|rd|th)\s+centur|"
+                   rf"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
+                   rf"thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth)\s+"
+                   rf"centur|\b(?:century|decade|years? ago|since|until|during)\b", re.I)
+_CAPITAL = re.compile(r"\b[A-Z][\w’'-]*")
+_NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|without|n't|cannot|fail(?:ed|s)?|lack(?:ed|s)?)\b|n’t\b",
+                       re.I)
+_QUESTION_WORDS = frozenset("what which who whom whose when where why how is are was were do does did can could "
+                            "in on at of for from to by the a an".split())
+
+# What a question asks for, from its opening words (after an optional preposition or conjunction).
+_LEAD = r"^(?:(?:and|so|but|in|on|at|by|from|for|during|to|of|since|until|after|before)\s+)?"
+_QUANTITY_NOUNS = (r"volume|value|number|amount|size|cost|price|population|length|distance|rate|total|budget|height|"
+                   r"weight|area|capacity|speed|gdp|revenue|income|salary|wages?|output|production|turnover")
+_KINDS = (
+    ("number", re.compile(_LEAD + rf"(?:what (?:is|was|are|were) (?:the )?(?:[\w’'-]+ ){{0,4}}?(?:{_QUANTITY_NOUNS})\b|"
+                          r"how (?:many|much|long|old|far|large|big|tall|high|wide|deep|often|fast)|"
+                          r"what (?:(?:is|was|are|were) the )?(?:percentage|percent|share|proportion|number|amount|"
+                          r"fraction|size|population|distance|length|value|cost|price))\b", re.I)),
+    ("date", re.compile(_LEAD + r"(?:when|what (?:year|date|century|decade|month|day|time|period)|"
+                        r"(?:in|on|during) (?:what|which) (?:year|date|century|decade|month|period)|"
+                        r"which (?:year|century|decade|month))\b", re.I)),
+    ("person", re.compile(_LEAD + r"(?:who|whom|whose)\b", re.I)),
+    ("place", re.compile(_LEAD + r"(?:where|(?:in |to |from )?(?:what|which) (?:country|city|region|place|town|"
+                         r"state|area|province|continent|river|island|nation))\b", re.I)),
+    ("reason", re.compile(_LEAD + r"(?:why|what (?:drives|drove|causes|caused|motivates|pushes|is pushing|makes|"
+                          r"made|led|leads|explains)|for what reason|how come)\b", re.I)),
+    ("entity", re.compile(_LEAD + r"(?:which|what) (?:[a-z]+ )?(?:company|organi[sz]ation|group|party|"
+                          r"agency|institution|body|team|firm|treaty|dynasty|empire|kingdom|language|religion|"
+                          r"name|title|person|leader|king|ruler)\b", re.I)),
+)
+
+FEATURES = (
+    "coverage",  # IDF-weighted share of the question's terms in the best sentence
+    "window",  # ... in the sentence, its neighbours and its document title
+    "rare_missing",  # IDF of the rarest question term missing from that window / max IDF
+    "absent",  # IDF-weighted share of the question's terms found nowhere in the index
+    "semantic",  # cosine(question, best sentence)
+    "semantic_max",  # best cosine over every candidate sentence
+    "names_missing",  # share of the question's own names and numbers missing from the window
+    "names_missing_sentence",  # ... missing from the best sentence itself
+    "names_unknown",  # 1 when one of the question's names is nowhere in the index ("TAPI", "GDP")
+    "type_gap",  # asks for a number or a date and the best sentence supplies none new
+    "negation_mismatch",  # one of question and sentence is negated, the other is not
+    "margin",  # ranking score of the best sentence minus the runner-up's
+    "alignment",  # how well the question's worst-matched words are matched, in context (relevance.TokenAligner)
+    "alignment_mean",  # how well all its content words are matched, on average (a soft coverage)
+    "type_gap_top",  # no sentence of the top ALIGN_TOP supplies the asked-for kind
+)
+ALIGN_TOP = 2  # alignment: the best over the top sentences
+# Kinds of answer whose absence a sentence shows reliably (a figure, a date). A question asking for
+# one that none of the top sentences supplies is not answered: the sources cover the topic, not
+# the detail asked ("partial"). Names are not in this list: answers to "who" and "where" are
+# often lower-case ("the crowd", "at sea").
+DETAIL_KINDS = ("number", "date")
+
+
+def asks_for(question: str) -> str | None:
+    """number / date / person / place / reason / entity, or None (what / how / describe ...)."""
+    q = " ".join(question.strip().split())
+    for kind, pattern in _KINDS:
+        if pattern.match(q):
+            return kind
+    return None
+
+
+def _norm(word: str) -> str:
+    return word.lower().strip("’'-").removesuffix("’s").removesuffix("'s")
+
+
+def question_names(question: str) -> set[str]:
+    """The question's own names and numbers: capitalised words after the first, and figures."""
+    names = set()
+    for m in _CAPITAL.finditer(question):
+        w = _norm(m.group())
+        if m.start() == 0 or w in _QUESTION_WORDS or w in STOPWORDS:
+            continue
+        names.add(w)
+    names |= {m.group().lower() for m in re.finditer(r"\d+(?:[.,]\d+)*", question)}
+    return names
+
+
+_UNITS = {  # what a "how long / far / old ..." answer is measured in
+    "long": r"km|kilomet\w*|miles?|met(?:re|er)s?|feet|foot|inch\w*|yards?|years?|months?|weeks?|days?|hours?|"
+            r"minutes?|seconds?|decades?|centur\w*",
+    "far": r"km|kilomet\w*|miles?|met(?:re|er)s?|feet|foot|yards?|light|hours?|days?",
+    "old": r"years?|months?|aged?|centur\w*|decades?|\d{3,4}",
+    "tall": r"met(?:re|er)s?|feet|foot|inch\w*|cm|km|storeys?|stories",
+    "high": r"met(?:re|er)s?|feet|foot|inch\w*|cm|km|per ?cent|%|degrees?",
+    "percent": r"per ?cent|%|percentage|half|third|quarter|fifth|sixth|tenth|majority|most|fraction|share",
+}
+_QUESTION_STEMS = frozenset(tokenize("many much number amount total value"))
+_HOW_MANY = re.compile(r"how many ([a-z][\w-]*)(?: ([a-z][\w-]*))?", re.I)
+# "what is Kyrgyzstan's annual trade volume with ...", "what was the value of the aid ...": the
+# quantity noun with the words before it (after any possessive) and up to four after "of"
+_QUANTITY = re.compile(rf"^what (?:is|was|are|were) (?:the )?((?:[\w’'-]+ ){{0,4}}?)({_QUANTITY_NOUNS})\b"
+                       rf"(?: of ((?:[\w’'-]+ ?){{1,4}}))?", re.I)
+_HOW_UNIT = re.compile(r"how (long|far|old|tall|high)\b", re.I)
+_PERCENT = re.compile(r"what (?:(?:is|was|are|were) the )?(?:percentage|percent|share|proportion|fraction)\b", re.I)
+
+
+def _number_supplied(sentence: str, question: str) -> bool:
+    """A figure the question does not already give, attached to what is asked: "how many
+    refugees" needs a number next to "refugees"; "how long" needs a length or a duration."""
+    asked = question.lower()
+    numbers = [m for m in _NUMBER.finditer(sentence) if m.group().lower() not in asked]
+    if not numbers:
+        return False
+    text = sentence.lower()
+    many = _HOW_MANY.search(question)
+    quantity = None if many else _QUANTITY.match(" ".join(question.split()))
+    if many or quantity:  # a number within eight words of the counted or measured thing (its stems)
+        if many:
+            words_asked = [w for w in many.groups() if w]
+        else:
+            words_asked = [w for w in " ".join(g for g in quantity.groups() if g).split()
+                           if not w.lower().endswith(("’s", "'s"))]
+        stems = {t for t in tokenize(" ".join(words_asked))}
+        if many:  # the counted thing, or anything else the question names ("how many balls did
+            # Norman intercept?" is answered by "Norman intercepted two passes")
+            stems |= {t for t in tokenize(question) if t not in _QUESTION_STEMS}
+        words = re.findall(r"[\w’'-]+", text)
+        word_stems = [set(tokenize(w)) for w in words]
+        spots = [i for i, st in enumerate(word_stems) if st & stems]
+        for m in numbers:
+            k = len(re.findall(r"[\w’'-]+", text[: m.start()]))
+            if any(abs(k - i) <= 8 for i in spots):
+                return True
+        return False
+    unit = _HOW_UNIT.search(question)
+    key = unit.group(1).lower() if unit else ("percent" if _PERCENT.search(question) else None)
+    if key:
+        return bool(re.search(rf"(?:\d|\b)(?:{_UNITS[key]})(?!\w)", text))
+    return True
+
+
+def supplies(kind: str | None, sentence: str, question: str) -> bool:
+    """Does the sentence hold something of the asked kind that the question itself does not?"""
+    if kind is None or kind == "reason":
+        return True
+    asked = question.lower()
+    if kind == "number":
+        return _number_supplied(sentence, question)
+    if kind == "date":
+        return any(m.group().lower() not in asked for m in _DATE.finditer(sentence))
+    # person, place, entity: a capitalised word the question does not already name
+    found = [_norm(m.group()) for m in _CAPITAL.finditer(sentence)]
+    return any(w not in asked for w in found if w not in STOPWORDS and w not in _QUESTION_WORDS)
+
+
+def _present(name: str, text_lower: str, stems: set[str]) -> bool:
+    if name in text_lower:
+        return True
+    toks = tokenize(name)
+    return bool(toks) and all(t in stems or any(s.startswith(t[:5]) for s in stems if len(t) >= 5) for t in toks)
+
+
+def features(question: str, profile, ranked: Sequence, window_text: str, index,
+             alignment: tuple[float, float]) -> dict[str, float]:
+    """The judge's inputs for the best candidate ``ranked[0]`` (``ranked``: scored, best first).
+    ``window_text``: the best sentence with its neighbours and document title; ``index``: the
+    ``ingest.lexical.LexicalIndex`` (IDF, vocabulary); ``alignment``:
+    ``TokenAligner.alignment`` of the question, best over the top ``ALIGN_TOP`` sentences."""
+    best = ranked[0]
+    terms = profile.terms
+    total = sum(terms.values()) or 1.0
+    window_stems = set(tokenize(window_text))
+    missing = [w for t, w in terms.items() if t not in window_stems]
+    names = question_names(question)
+    max_idf = index.idf("\u2205")
+    unknown = [n for n in names if (toks := tokenize(n)) and not any(index.contains(t) for t in toks)]
+    lower = window_text.lower()
+    names_missing = (sum(not _present(n, lower, window_stems) for n in names) / len(names)) if names else 0.0
+    own_stems, own_lower = set(tokenize(best.text)), best.text.lower()
+    names_missing_sentence = (sum(not _present(n, own_lower, own_stems) for n in names) / len(names)) if names else 0.0
+    kind = asks_for(question)
+    q_neg = bool(_NEGATION.search(question))
+    s_neg = bool(_NEGATION.search(best.text))
+    second = ranked[1].score if len(ranked) > 1 else 0.0
+    return {
+        "coverage": best.coverage,
+        "window": min(1.0, (total - sum(missing)) / total),
+        "rare_missing": (max(missing) / max_idf) if missing and max_idf > 0 else 0.0,
+        "absent": profile.absent,
+        "semantic": best.semantic,
+        "semantic_max": max(c.semantic for c in ranked),
+        "names_missing": names_missing,
+        "names_unknown": float(bool(unknown)),
+        "names_missing_sentence": names_missing_sentence,
+        "type_gap": float(kind in DETAIL_KINDS and not supplies(kind, best.text, question)),
+        "negation_mismatch": float(q_neg != s_neg),
+        "margin": best.score - second,
+        "alignment": alignment[0],
+        "alignment_mean": alignment[1],
+        "type_gap_top": float(kind in DETAIL_KINDS
+                              and not any(supplies(kind, c.text, question) for c in ranked[:ALIGN_TOP])),
+    }
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Logistic regression on standardised features: p = sigmoid(bias + sum(coef * (x - mean) / scale))."""
+
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    bias: float
+
+    def probability(self, feats: dict[str, float]) -> float:
+        z = self.bias
+        for name, m, s, c in zip(self.names, self.mean, self.scale, self.coef):
+            z += c * (feats[name] - m) / s
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> "Judge":
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        model = raw["model"]
+        names = tuple(model["features"])
+        return cls(names, tuple(model["mean"]), tuple(model["scale"]), tuple(model["coef"]), float(model["bias"]))
+
+    def to_json(self) -> dict:
+        return {"features": list(self.names), "mean": list(self.mean), "scale": list(self.scale),
+                "coef": list(self.coef), "bias": self.bias}

@@ -1,0 +1,137 @@
+"""Sentence meaning: cosine between the question and each candidate sentence (packaged MiniLM).
+
+Where a sentence's vector comes from:
+- stored with its chunk at ingest (chunk metadata ``svec``, see ``ingest.store``): free at query time;
+- otherwise (an index built before sentence vectors were stored) it is computed for the
+  candidate when first needed and kept in an LRU cache keyed by the sentence text. On 2 CPU
+  cores that costs 2-3 ms per sentence with the int8 backend (25-30 candidates per question),
+  so it is the fallback, not the plan (benchmarks/RESULTS.md, "Sentence relevance").
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+
+from ingest.lexical import STOPWORDS
+from ingest.store import sentence_vectors_of
+
+
+class SentenceVectors:
+    """Vectors of candidate sentences: the stored ones, else computed once and cached."""
+
+    def __init__(self, embedder, cache_size: int = 20_000) -> None:
+        self.embedder = embedder
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.computed = 0  # sentences embedded at query time (benchmarks report it)
+
+    def of(self, candidates: Sequence) -> np.ndarray:
+        """One unit vector per candidate (``chatbot.extractive.Candidate``), in order."""
+        out = np.zeros((len(candidates), self.embedder.dimension), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        stored_by_chunk: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+        for i, c in enumerate(candidates):
+            stored = stored_by_chunk.get(c.passage.chunk.chunk.chunk_id)
+            if stored is None:
+                stored = stored_by_chunk[c.passage.chunk.chunk.chunk_id] = sentence_vectors_of(c.passage.chunk)
+            vec = stored.get((c.start, c.end))
+            if vec is None:
+                with self._lock:
+                    vec = self._cache.get(c.text)
+                    if vec is not None:
+                        self._cache.move_to_end(c.text)
+            if vec is None:
+                missing.setdefault(c.text, []).append(i)
+            else:
+                out[i] = vec
+        if missing:
+            texts = list(missing)
+            vectors = self.embedder.embed_documents(texts)
+            self.computed += len(texts)
+            with self._lock:
+                for text, vec in zip(texts, vectors):
+                    for i in missing[text]:
+                        out[i] = vec
+                    self._cache[text] = vec
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return out
+
+
+def similarities(question_vector: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine of unit vectors (the stored ones are int8-rounded: error below 0.005)."""
+    if len(vectors) == 0:
+        return np.zeros(0, dtype=np.float32)
+    return vectors @ np.asarray(question_vector, dtype=np.float32)
+
+
+_SKIP_TOKENS = frozenset("[CLS] [SEP] what which who whom whose when where why how did does do is are was were".split())
+
+
+class TokenAligner:
+    """How well every content word of the question is matched in a sentence, in context.
+
+    MiniLM's token vectors (before pooling) of the question and of the sentence; each question
+    content token takes its best cosine to any sentence token; the score is the mean of the two
+    lowest (the question's worst-matched words). A swapped entity or an added detail the
+    sentence lacks leaves a question word with no good match; a paraphrase still finds one.
+    Costs one model run per text (2-3 ms on 2 cores), so it is computed for the top few
+    sentences only, with an LRU cache.
+    """
+
+    def __init__(self, embedder, cache_size: int = 2_000) -> None:
+        self.embedder = embedder
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def available(self) -> bool:
+        return hasattr(self.embedder, "warm_up")
+
+    def _tokens(self, text: str) -> tuple[list[str], np.ndarray]:
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        model = self.embedder.warm_up()
+        if hasattr(model, "session"):  # ingest.onnx_backend.OnnxSentenceEncoder: one unpadded run
+            enc = model.tokenizer.encode(text)
+            ids = np.asarray([enc.ids], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+            hidden = model.session.run(None, {k: v for k, v in feeds.items() if k in model._inputs})[0][0]
+            tokens = list(enc.tokens)
+        else:  # sentence-transformers (PyTorch backend)
+            hidden = np.asarray(model.encode(text, output_value="token_embeddings", convert_to_numpy=True))
+            tokens = model.tokenizer.convert_ids_to_tokens(model.tokenizer(text, truncation=True)["input_ids"])
+            hidden = hidden[: len(tokens)]
+        hidden = hidden / np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), 1e-12)
+        out = (tokens, hidden.astype(np.float32))
+        with self._lock:
+            self._cache[text] = out
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+    def alignment(self, question: str, sentence: str) -> tuple[float, float]:
+        """(mean of the two worst-matched question words' best cosines, mean over all content words).
+        An embedder without token vectors (a test fake) gives (1, 1): no evidence against answering."""
+        if not self.available():
+            return 1.0, 1.0
+        q_tokens, q_vecs = self._tokens(question)
+        _, s_vecs = self._tokens(sentence)
+        keep = [i for i, t in enumerate(q_tokens) if _content_token(t)]
+        if not keep or not len(s_vecs):
+            return 1.0, 1.0
+        best = (q_vecs[keep] @ s_vecs.T).max(axis=1)
+        return float(np.sort(best)[:2].mean()), float(best.mean())
+
+
+def _content_token(token: str) -> bool:
+    bare = token.lstrip("#").lower()
+    return bool(bare) and bare[0].isalnum() and token not in _SKIP_TOKENS and bare not in _SKIP_TOKENS \
+        and bare not in STOPWORDS

@@ -1,0 +1,124 @@
+"""The answer-or-refuse judge: question analysis, features, the fitted model file, support levels."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chatbot.judge import FEATURES, MODEL_FILE, Judge, asks_for, features, question_names, supplies
+from chatbot.service import ANSWERED, NONE, PARTIAL, SupportPolicy
+from chatbot.types import Answer, QAError
+from ingest.settings import Settings
+from ingest.store import StoredChunk, encode_sentence_vectors, sentence_vectors_of
+from ingest.types import Chunk
+
+
+def test_what_the_question_asks_for():
+    assert asks_for("How long is the railway between Termez and Mazar-i-Sharif?") == "number"
+    assert asks_for("When did Tajikistan's Supreme Court lift its designation?") == "date"
+    assert asks_for("In what year did the Normans conquer England?") == "date"
+    assert asks_for("Who is Turkmenistan's foreign minister?") == "person"
+    assert asks_for("Where is the consulate?") == "place"
+    assert asks_for("Why does Afghanistan depend on Uzbekistan?") == "reason"
+    assert asks_for("What drives Central Asian engagement?") == "reason"
+    assert asks_for("Which company is building the Qosh Tepa canal?") == "entity"
+    assert asks_for("What is Uzbekistan's approach to the Taliban?") is None
+
+
+def test_the_sentence_must_supply_something_new_of_that_kind():
+    q = "How long is the railway between Termez and Mazar-i-Sharif?"
+    assert not supplies("number", "A railroad links Termez to Mazar-i-Sharif via Hairatan.", q)
+    assert supplies("number", "The railway is 75 kilometres long.", q)
+    assert not supplies("date", "The court ruled against the Taliban.", "When did the court rule?")
+    assert supplies("date", "The court ruled in 2006.", "When did the court rule?")
+    who = "Who offered sanctuary to Ahmad Massoud?"
+    assert supplies("person", "Rahmon has offered sanctuary to Ahmad Massoud.", who)
+    assert not supplies("person", "Sanctuary was offered to Ahmad Massoud.", who)
+    assert supplies("reason", "anything", "Why?") and supplies(None, "anything", "What?")
+
+
+def test_question_names_and_numbers():
+    assert question_names("Who gave their name to Normandy in the 1000's?") == {"normandy", "1000"}
+    assert question_names("What is Kazakhstan’s official line?") == {"kazakhstan"}
+
+
+class _Cand:
+    def __init__(self, text, score, coverage=0.5, semantic=0.5):
+        self.text, self.score, self.coverage, self.semantic = text, score, coverage, semantic
+
+
+class _Profile:
+    terms = {"railway": 2.0, "long": 3.0}
+    absent = 0.0
+
+
+class _Index:
+    def idf(self, term):
+        return 4.0
+
+    def contains(self, term):
+        return term in {"railway", "termez", "long"}
+
+
+def test_features_describe_the_best_sentence():
+    ranked = [_Cand("The railway links Termez to Mazar-i-Sharif.", 1.0, 0.4, 0.6), _Cand("Other.", 0.4, 0.0, 0.1)]
+    f = features("How long is the railway to Termez?", _Profile(), ranked, "Title\n" + ranked[0].text, _Index(),
+                 (0.7, 0.8))
+    assert set(f) == set(FEATURES)
+    assert f["type_gap"] == 1.0  # asks for a number, the sentence has none
+    assert f["window"] == pytest.approx(0.4) and f["rare_missing"] == pytest.approx(0.75)
+    assert f["names_missing"] == 0.0 and f["margin"] == pytest.approx(0.6)
+    assert f["semantic_max"] == 0.6 and f["alignment"] == 0.7 and f["alignment_mean"] == 0.8
+    assert f["names_unknown"] == 0.0 and f["type_gap_top"] == 1.0
+    g = features("How long is the TAPI pipeline?", _Profile(), ranked, ranked[0].text, _Index(), (0.2, 0.3))
+    assert g["names_unknown"] == 1.0
+
+
+def test_the_shipped_model_is_readable_and_monotone_where_it_should_be():
+    raw = json.loads(MODEL_FILE.read_text())
+    assert raw["command"].startswith("python benchmarks/train_judge.py")
+    judge = Judge.load()
+    assert set(judge.names) <= set(FEATURES) and len(judge.coef) == len(judge.names)
+    base = {name: m for name, m in zip(judge.names, judge.mean)} | {k: 0.0 for k in FEATURES if k not in judge.names}
+    p0 = judge.probability(base)
+    assert 0.0 < p0 < 1.0
+    if "alignment" in judge.names:  # better-matched question words: more likely answered
+        assert judge.probability({**base, "alignment": base["alignment"] + 0.2}) > p0
+    if "type_gap" in judge.names:  # the asked-for number/date/name is missing: less likely
+        assert judge.probability({**base, "type_gap": 1.0}) < judge.probability({**base, "type_gap": 0.0})
+
+
+def test_support_levels_and_settings():
+    policy = SupportPolicy(threshold=0.5, topic_semantic=0.45, topic_window=0.6)
+    assert policy.level(0.7, {"semantic": 0.1, "window": 0.0}) == ANSWERED
+    assert policy.level(0.3, {"semantic": 0.5, "window": 0.0}) == PARTIAL
+    assert policy.level(0.3, {"semantic": 0.2, "window": 0.7}) == PARTIAL
+    assert policy.level(0.3, {"semantic": 0.2, "window": 0.2}) == NONE
+    assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "type_gap_top": 1.0}) == PARTIAL
+    assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "names_unknown": 1.0}) == NONE
+    settings = Settings(extra={"QA_ANSWER_THRESHOLD": "0.7", "QA_TOPIC_SEMANTIC": "0.3"})
+    assert SupportPolicy.from_settings(settings).threshold == 0.7
+    assert SupportPolicy.from_settings(settings).topic_semantic == 0.3
+    with pytest.raises(QAError, match="QA_ANSWER_THRESHOLD"):
+        SupportPolicy.from_settings(Settings(extra={"QA_ANSWER_THRESHOLD": "high"}))
+    with pytest.raises(QAError, match="threshold"):
+        SupportPolicy(threshold=1.5)
+
+
+def test_support_level_in_json_defaults_from_supported():
+    assert Answer("q", "t", True).to_json()["support_level"] == "answered"
+    assert Answer("q", "t", False).to_json()["support_level"] == "none"
+    assert Answer("q", "t", False, support_level="partial").to_json()["support_level"] == "partial"
+
+
+def test_sentence_vectors_round_trip_through_chunk_metadata():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(3, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    spans = ((0, 10), (11, 20), (21, 30))
+    stored = StoredChunk(Chunk("c", "d", 0, 30, "x" * 30, spans), "t", {"svec": encode_sentence_vectors(v)})
+    back = sentence_vectors_of(stored)
+    assert list(back) == list(spans)
+    assert min(float(back[s] @ v[i]) for i, s in enumerate(spans)) > 0.999
+    assert sentence_vectors_of(StoredChunk(Chunk("c", "d", 0, 30, "x" * 30, spans), "t", {})) == {}
