@@ -5,7 +5,7 @@ Where a sentence's vector comes from:
 - otherwise (an index built before sentence vectors were stored) it is computed for the
   candidate when first needed and kept in an LRU cache keyed by the sentence text. On 2 CPU
   cores that costs 2-3 ms per sentence with the int8 backend (25-30 candidates per question),
-  so it is the fallback, not the plan (benchmarks/RESULTS.md, "Sentence relevance").
+  so it is the fallback, not the plan (benchmarks/RESULTS.md, "Answer, partial or refuse").
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class SentenceVectors:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self.computed = 0  # sentences embedded at query time (benchmarks report it)
+        self.computed = 0  # sentences that had no stored vector and were embedded here
 
     def of(self, candidates: Sequence) -> np.ndarray:
         """One unit vector per candidate (``chatbot.extractive.Candidate``), in order."""

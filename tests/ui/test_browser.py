@@ -98,8 +98,8 @@ def test_unanswerable_question_is_refused_with_nearest_evidence(ui):
     ui.shot("refusal")
 
 
-WHY_Q = "Why is Uzbekistan engaging with the Taliban?"  # analyst phrasing, one country (issue 10)
-WHY_BEST = "Imagine what happens if we don’t engage"
+WHY_Q = "Why does Tajikistan withhold recognition from the Taliban?"  # analyst phrasing, one country (issue 10)
+WHY_BEST = "must be given a “worthy role”"  # Rahmon's condition for recognising the Taliban
 NEAR_MISS_Q = "How long is the railway between Termez and Mazar-i-Sharif?"  # the article gives no length
 
 
