@@ -83,7 +83,7 @@ class TokenAligner:
     sentences only, with an LRU cache.
     """
 
-    def __init__(self, embedder, cache_size: int = 2_000) -> None:
+    def __init__(self, embedder, cache_size: int = 500) -> None:
         self.embedder = embedder
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
@@ -92,30 +92,48 @@ class TokenAligner:
     def available(self) -> bool:
         return hasattr(self.embedder, "warm_up")
 
-    def _tokens(self, text: str) -> tuple[list[str], np.ndarray]:
-        with self._lock:
-            hit = self._cache.get(text)
-            if hit is not None:
-                self._cache.move_to_end(text)
-                return hit
+    def question_vector(self, text: str) -> np.ndarray | None:
+        """The text's unit vector (mean pooling, exactly what ``embed_query`` computes) from the same
+        model run whose token vectors ``alignment`` uses, so the question costs one run, not two.
+        None when the embedder has no token vectors."""
+        if not self.available():
+            return None
+        tokens, hidden = self._run(text)
+        self._keep(text, tokens, hidden)
+        vector = hidden.mean(axis=0)
+        return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+
+    def _run(self, text: str) -> tuple[list[str], np.ndarray]:
+        """Tokens and raw (unpooled, unnormalised) hidden states of one text."""
         model = self.embedder.warm_up()
         if hasattr(model, "session"):  # ingest.onnx_backend.OnnxSentenceEncoder: one unpadded run
             enc = model.tokenizer.encode(text)
             ids = np.asarray([enc.ids], dtype=np.int64)
             feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
             hidden = model.session.run(None, {k: v for k, v in feeds.items() if k in model._inputs})[0][0]
-            tokens = list(enc.tokens)
-        else:  # sentence-transformers (PyTorch backend)
-            hidden = np.asarray(model.encode(text, output_value="token_embeddings", convert_to_numpy=True))
-            tokens = model.tokenizer.convert_ids_to_tokens(model.tokenizer(text, truncation=True)["input_ids"])
-            hidden = hidden[: len(tokens)]
-        hidden = hidden / np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), 1e-12)
-        out = (tokens, hidden.astype(np.float32))
+            return list(enc.tokens), np.asarray(hidden, dtype=np.float32)
+        # sentence-transformers (PyTorch backend)
+        hidden = np.asarray(model.encode(text, output_value="token_embeddings", convert_to_numpy=True))
+        tokens = model.tokenizer.convert_ids_to_tokens(model.tokenizer(text, truncation=True)["input_ids"])
+        return tokens, hidden[: len(tokens)].astype(np.float32)
+
+    def _keep(self, text: str, tokens: list[str], hidden: np.ndarray) -> tuple[list[str], np.ndarray]:
+        out = (tokens, hidden / np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), 1e-12))
         with self._lock:
             self._cache[text] = out
+            self._cache.move_to_end(text)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return out
+
+    def _tokens(self, text: str) -> tuple[list[str], np.ndarray]:
+        """Tokens and unit token vectors of a text (cached)."""
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        return self._keep(text, *self._run(text))
 
     def alignment(self, question: str, sentence: str) -> tuple[float, float]:
         """(mean of the two worst-matched question words' best cosines, mean over all content words).

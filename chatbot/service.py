@@ -192,7 +192,9 @@ class QAService:
         standalone = self._standalone(question, history, options)
         timings["condense"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        vector = self.embedder.embed_query(standalone)
+        vector = self.aligner.question_vector(standalone)  # one model run for retrieval and the judge
+        if vector is None:
+            vector = self.embedder.embed_query(standalone)
         passages = self.retriever.retrieve(standalone, options.filters, options.top_k, vector=vector)
         if not passages and len(self.retriever.loaded_index) == 0:  # every document was deleted since
             raise self._empty()
