@@ -73,7 +73,7 @@ class Actor:
 
 def clean_name(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip(" ,.;:–—-\"“”'")
-    text = re.sub(r"^(the|The)\s+", "", text)
+    text = re.sub(r"^(the|The|a|A|an|An)\s+", "", text)
     return re.sub(r"[’']s$", "", text).strip()
 
 

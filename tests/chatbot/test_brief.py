@@ -212,6 +212,10 @@ def test_conflicts_among_cited_sentences_reuse_the_briefs_parses(fixture_index, 
         raise AssertionError("the brief's cached parses must be used")
 
     [c] = cited_conflicts(cited, docs, ParseCache(cache_dir(store) / "parsed"), parse=no_spacy)
-    assert {f.text for f in c.versions} == {"420 million cubic metres", "510 million cubic metres"}
-    assert c.across_documents
+    by_n = {c.n: c.quote for c in cited}
+    assert {v["text"]: by_n[v["n"]].split()[0] for v in c["versions"]} == {"420 million cubic metres": "Officials",
+                                                                           "510 million cubic metres": "The"}
+    assert c["scope"] == "across documents"
+    claims = [v["claim"] for v in c["versions"]]
+    assert {"verb": "according to", "by": "engineers in Astana"} in claims
     assert cited_conflicts(cited[:1], docs, ParseCache(cache_dir(store) / "parsed"), parse=no_spacy) == []
