@@ -105,7 +105,7 @@ def find_actors(docs: list[Parsed], gazetteer: Gazetteer) -> tuple[list[Actor], 
                 continue
             lead = p.text.find(name, s, e)
             named[name].append((Mention(d, lead, lead + len(name), _sent_key(p, d, s), name), label))
-    people, orgs = _merge_named(named, docs)
+    people, orgs = _merge_named(named)
     people = {n: a for n, a in people.items() if not _names_a_thing(a, docs)}
     _count_missed_surnames(people, docs, gazetteer)
     links = _links(docs, people, orgs, state_spans)
@@ -117,7 +117,7 @@ def _sent_key(p: Parsed, d: int, offset: int) -> SentKey:
     return d, p.sent_of(p.token_at(offset))[0]
 
 
-def _merge_named(named: dict[str, list[tuple[Mention, str]]], docs: list[Parsed]):
+def _merge_named(named: dict[str, list[tuple[Mention, str]]]):
     kinds: dict[str, str] = {}
     for name, items in named.items():
         votes = Counter(ACTOR_LABELS[lab] for _, lab in items if lab in ACTOR_LABELS)
