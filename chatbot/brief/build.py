@@ -137,10 +137,15 @@ class ParseCache:
                 path.unlink(missing_ok=True)
 
 
-def _parse_all(docs: Sequence[Doc], parse: Callable, cache: ParseCache | None) -> tuple[list[nlp.Parsed], str]:
+def _parse_all(docs: Sequence[Doc], parse: Callable, cache: ParseCache | None,
+               release: Callable[[], None] | None = None) -> tuple[list[nlp.Parsed], str]:
+    """Parses of ``docs``, from ``cache`` where possible; ``release()`` is called when ``parse``
+    turns out not to be needed (every parse cached)."""
     found = {d.doc_id: cache.get(d) for d in docs} if cache else {}
     todo = [d for d in docs if found.get(d.doc_id) is None]
     model = next((hit[1] for hit in found.values() if hit), "")
+    if not todo and release is not None:
+        release()
     if todo:
         parsed, model = parse([d.text for d in todo])
         for d, p in zip(todo, parsed):
@@ -154,13 +159,13 @@ def _parse_all(docs: Sequence[Doc], parse: Callable, cache: ParseCache | None) -
 
 def build_brief(docs: Sequence[Doc], embedder, config: BriefConfig | None = None,
                 parse: Callable = nlp.parse, progress: Callable[[str], None] | None = None,
-                parse_cache: ParseCache | None = None) -> dict:
+                parse_cache: ParseCache | None = None, release: Callable[[], None] | None = None) -> dict:
     config = config or BriefConfig()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     say(f"parsing {len(docs)} document{'s' * (len(docs) != 1)} (spaCy, in a child process; parses are cached)…")
     with ThreadPoolExecutor(1) as pool:  # meanwhile: load the embedding model, embed likely sentences
-        job = pool.submit(_parse_all, docs, parse, parse_cache)
+        job = pool.submit(_parse_all, docs, parse, parse_cache, release)
         vectors = _embed_while(job, docs, embedder, config)
         try:
             parsed, ner_model = job.result()
@@ -428,20 +433,25 @@ def cache_path(store, config: BriefConfig, embedding_model: str) -> Path:
 
 
 def brief_for_index(store, embedder, config: BriefConfig | None = None, refresh: bool = False,
-                    progress: Callable[[str], None] | None = None) -> dict:
+                    progress: Callable[[str], None] | None = None, worker: nlp.Worker | None = None) -> dict:
     """The brief of an open index: from the cache when the index has not changed, else built and
-    cached. ``refresh`` rebuilds the brief (parses of unchanged documents are still reused)."""
+    cached. ``refresh`` rebuilds the brief (parses of unchanged documents are still reused).
+    ``worker``: an early-started spaCy process (closed as soon as it is known not to be needed)."""
     config = config or BriefConfig()
     path = cache_path(store, config, embedder.model_id)
     if path.exists() and not refresh:
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            brief = json.loads(path.read_text(encoding="utf-8"))
+            if worker is not None:
+                worker.close()
+            return brief
         except (OSError, json.JSONDecodeError):
             pass  # a damaged cache entry is rebuilt
     docs = _docs_from_store(store)
     if not docs:
         raise BriefError(f"The index at {store.location} has no documents. Run `python -m ingest` to add articles.")
-    brief = build_brief(docs, embedder, config, progress=progress, parse_cache=ParseCache(cache_dir(store) / "parsed"))
+    brief = build_brief(docs, embedder, config, parse=worker.parse if worker else nlp.parse, progress=progress,
+                        parse_cache=ParseCache(cache_dir(store) / "parsed"), release=worker.close if worker else None)
     brief["provenance"] = index_provenance(store, {**brief["models"], "ner_package": ner_version()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -58,6 +58,16 @@ def run(args) -> int:
 
 
 def _brief(args) -> int:
+    from chatbot.brief.nlp import Worker
+
+    worker = Worker()  # spaCy loads in its own process while the index is opened and read
+    try:
+        return _brief_with(args, worker)
+    finally:
+        worker.close()
+
+
+def _brief_with(args, worker) -> int:
     from chatbot.brief.build import BriefConfig, BriefError, brief_for_index
     from chatbot.brief.render import brief_markdown
     from chatbot.brief.themes import DEFAULT_THEMES, ThemeError, load_themes
@@ -81,7 +91,7 @@ def _brief(args) -> int:
     if store.count_chunks() == 0:
         raise QAError(f"The index at {store.location} is empty. Run `python -m ingest` to add articles.")
     try:
-        brief = brief_for_index(store, embedder, config, refresh=args.refresh,
+        brief = brief_for_index(store, embedder, config, refresh=args.refresh, worker=worker,
                                 progress=lambda msg: print(f"brief: {msg}", file=sys.stderr, flush=True))
     except BriefError as exc:
         raise QAError(str(exc)) from None

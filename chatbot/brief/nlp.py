@@ -186,20 +186,40 @@ def parse_in_process(nlp, texts: list[str]) -> list[Parsed]:
 
 
 # ---------------------------------------------------------------------- isolated
+class Worker:
+    """spaCy's child process (``python -m chatbot.brief.nlp``). It starts loading the pipeline at
+    once and reads the texts when ``parse`` sends them, so a caller can start it early and do
+    other work (open the index, read the documents) while the pipeline loads."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        self._proc = subprocess.Popen([sys.executable, "-m", "chatbot.brief.nlp"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+    def parse(self, texts: list[str], timeout: float = 600.0) -> tuple[list[Parsed], str]:
+        """Parse ``texts`` (once per worker); returns the parses and the pipeline's model id."""
+        payload = json.dumps({"texts": texts}, ensure_ascii=False).encode("utf-8")
+        try:
+            out, err = self._proc.communicate(payload, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise NLPError(f"the NLP worker did not finish within {timeout:.0f} s.") from None
+        if self._proc.returncode != 0:
+            tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+            raise NLPError(f"the NLP worker failed (exit {self._proc.returncode}): {tail[0]}")
+        data = json.loads(out)
+        return [Parsed.from_json(t, d) for t, d in zip(texts, data["docs"])], data["model"]
+
+    def close(self) -> None:
+        """Stop the worker if it is still running (it was not needed)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
 def parse(texts: list[str], timeout: float = 600.0) -> tuple[list[Parsed], str]:
-    """Parse ``texts`` in a child process; returns the parses and the pipeline's model id."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    payload = json.dumps({"texts": texts}, ensure_ascii=False).encode("utf-8")
-    try:
-        proc = subprocess.run([sys.executable, "-m", "chatbot.brief.nlp"], input=payload, capture_output=True,
-                              env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise NLPError(f"the NLP worker did not finish within {timeout:.0f} s.") from None
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-        raise NLPError(f"the NLP worker failed (exit {proc.returncode}): {tail[0]}")
-    data = json.loads(proc.stdout)
-    return [Parsed.from_json(t, d) for t, d in zip(texts, data["docs"])], data["model"]
+    """Parse ``texts`` in a new child process; returns the parses and the pipeline's model id."""
+    return Worker().parse(texts, timeout)
 
 
 def _worker() -> int:

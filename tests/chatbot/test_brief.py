@@ -219,3 +219,17 @@ def test_conflicts_among_cited_sentences_reuse_the_briefs_parses(fixture_index, 
     claims = [v["claim"] for v in c["versions"]]
     assert {"verb": "according to", "by": "engineers in Astana"} in claims
     assert cited_conflicts(cited[:1], docs, ParseCache(cache_dir(store) / "parsed"), parse=no_spacy) == []
+
+
+def test_nlp_worker_crash_is_one_clear_error():
+    """spaCy runs in a child process: its death is an NLPError for the caller, not a crash."""
+    from chatbot.brief.nlp import NLPError, Worker
+
+    worker = Worker()
+    worker._proc.kill()  # as a segfault or the OOM killer would
+    worker._proc.wait()
+    with pytest.raises(NLPError, match=r"failed \(exit -9\)"):
+        worker.parse(["Tashkent is the capital of Uzbekistan."])
+    parsed, model = Worker().parse(["Tashkent is the capital of Uzbekistan."])
+    assert model.startswith("en_core_web_sm") and parsed[0].word(0) == "Tashkent"
+    assert ("GPE" in {label for _, _, label in parsed[0].ents})
