@@ -5,10 +5,12 @@ mean the same on any corpus (no word lists fitted to one article): how much of t
 sentence and its neighbours cover (IDF-weighted, and the rarest term left uncovered), how close
 the sentence is in meaning (MiniLM cosine), whether it supplies what the question asks for (a
 number, a date, a name, a new capitalised entity) and agrees with the question's own names and
-numbers, negation mismatch, and the margin to the runner-up. ``Judge`` is a logistic regression
-over them, fitted by ``benchmarks/train_judge.py`` and stored as readable JSON
-(``chatbot/judge_model.json``: feature names, standardisation, coefficients, training command
-and cross-set figures).
+numbers, negation mismatch, the margin to the runner-up, and how well each question word is
+matched in context (``alignment``). ``Judge`` is a logistic regression over the few of them
+whose direction holds on every dev set (today alignment, semantic_max, type_gap), fitted by
+``benchmarks/train_judge.py`` and stored as readable JSON (``chatbot/judge_model.json``: feature
+names, standardisation, coefficients, training command, univariate AUCs and cross-set figures).
+The others are computed for that script and for the two rules below.
 
 Levels (``SupportPolicy`` in chatbot.service): ``answered`` when the probability reaches the
 threshold, one of the top sentences supplies the number or date a question asks for
