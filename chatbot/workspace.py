@@ -766,6 +766,7 @@ class Workspace:
                         "published_from": f.published_from, "published_to": f.published_to},
             "answer": a.text,
             "supported": a.supported,
+            "support_level": a.level,  # answered / partial / none (issue 10)
             "confidence": round(a.confidence, 4),
             "notice": a.notice,
             "citations": [self._quote_data(c, docs) for c in a.citations],
@@ -843,7 +844,8 @@ def export_markdown(data: Mapping[str, Any]) -> str:
         if filters:
             meta.append("filters " + md_text(json.dumps(filters, ensure_ascii=False)))
         lines += ["*" + "; ".join(meta) + "*", ""]
-        status = "supported" if t["supported"] else "NOT SUPPORTED by the sources"
+        status = {"answered": "supported", "partial": "PARTLY answered: the sources cover the topic, not the detail asked"
+                  }.get(t.get("support_level", ""), "supported" if t["supported"] else "NOT SUPPORTED by the sources")
         lines += [f"**Answer** ({status}; confidence {t['confidence']:.2f}):", "", md_text(t["answer"]), ""]
         if t["notice"]:
             lines += [f"> Note: {md_text(t['notice'])}", ""]

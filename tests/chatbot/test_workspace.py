@@ -302,6 +302,7 @@ def test_exports_carry_quotes_offsets_and_versions(ws, tmp_path):
     assert data["scope"] == "conversation" and len(data["turns"]) == 2 and data["generated_at"].endswith("Z")
     first = data["turns"][0]
     assert first["question"] == "Who keeps the Brelloway lighthouse?" and first["answer"] == turn.answer.text
+    assert first["support_level"] == turn.answer.level == "answered"  # answered / partial / none (issue 10)
     q = first["citations"][0]
     c = turn.answer.citations[0]
     assert (q["quote"], q["doc_id"], q["title"], q["start"], q["end"]) == (c.quote, c.doc_id, c.title, c.start, c.end)
