@@ -16,6 +16,10 @@ copyright lines) by two documented mechanisms:
    Each entry is a literal phrase found anywhere in a paragraph (case-insensitive) or, when
    written ``re:...``, a regular expression. A paragraph that matches is removed; if it is in the
    last third of the document, everything after it is removed too (footers run to the end).
+   A file's own regular expressions run with the ``regex`` engine under a budget of CPU seconds
+   per document (``Limits.regex_timeout``) and without holding the GIL, so a catastrophic pattern
+   (``re:^(a|a)+$``) costs at most that and stalls no other thread; an invalid or too slow pattern
+   is a ``BadFile`` naming it.
 2. A detector for trailing appeals: paragraphs at the end of a document that read like a footer
    are removed, from the end backwards. A paragraph reads like a footer when it has an
    unambiguous cue ("make a donation", "you can contribute", "support independent journalism",
@@ -27,8 +31,13 @@ copyright lines) by two documented mechanisms:
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from typing import Iterable
+
+import regex
+
+from ingest.types import BadFile
 
 _SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 _INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
@@ -68,15 +77,53 @@ def paragraphs(text: str) -> list[str]:
     return [p for p in text.split("\n\n") if p.strip()]
 
 
-def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
-    out = []
-    for p in patterns:
-        p = str(p)
-        if p.startswith("re:"):
-            out.append(re.compile(p[3:], re.IGNORECASE))
-        else:
-            out.append(re.compile(re.escape(normalize(p)), re.IGNORECASE))
-    return out
+REGEX_TIMEOUT = 1.0  # default CPU seconds for a document's own `re:` patterns (Limits.regex_timeout)
+MAX_PATTERN_CHARS = 1000
+
+
+class _Patterns:
+    """A document's declared boilerplate patterns, matched within one shared time budget."""
+
+    def __init__(self, patterns: Iterable[str], budget: float) -> None:
+        self.budget = budget
+        self.spent = 0.0
+        self.compiled: list[tuple[str, object]] = []
+        for p in patterns:
+            p = str(p)
+            if not p.startswith("re:"):
+                self.compiled.append((p, re.compile(re.escape(normalize(p)), re.IGNORECASE)))
+                continue
+            if len(p) > MAX_PATTERN_CHARS + 3:
+                raise BadFile(f"boilerplate pattern is too long ({len(p) - 3} characters; at most {MAX_PATTERN_CHARS})")
+            try:
+                self.compiled.append((p, regex.compile(p[3:], regex.IGNORECASE | regex.VERSION0)))
+            except (regex.error, ValueError, OverflowError, RecursionError) as exc:
+                raise BadFile(f"invalid boilerplate pattern {p!r} in front matter: {exc}") from None
+
+    def __bool__(self) -> bool:
+        return bool(self.compiled)
+
+    def search(self, paragraph: str) -> bool:
+        for source, rx in self.compiled:
+            if isinstance(rx, re.Pattern):
+                if rx.search(paragraph):
+                    return True
+                continue
+            remaining = self.budget - self.spent
+            started = time.thread_time()
+            try:
+                # concurrent=True: matching releases the GIL, so other threads (the app) keep running.
+                found = rx.search(paragraph, timeout=max(remaining, 1e-3), concurrent=True)
+            except TimeoutError:
+                raise BadFile(
+                    f"boilerplate pattern {source!r} takes too long on this text (over {self.budget:g} s of "
+                    "matching; QA_REGEX_TIMEOUT): simplify it, e.g. avoid nested repeats like (a+)+"
+                ) from None
+            finally:
+                self.spent += time.thread_time() - started
+            if found:
+                return True
+        return False
 
 
 def looks_like_footer(paragraph: str) -> bool:
@@ -86,12 +133,13 @@ def looks_like_footer(paragraph: str) -> bool:
     return bool(WEAK_FOOTER_CUES.search(paragraph) and _READER.search(paragraph))
 
 
-def kept_paragraphs(paras: list[str], patterns: Iterable[str] = ()) -> list[int]:
-    """Indices of the paragraphs that are not boilerplate (declared patterns, then a trailing footer)."""
-    compiled = _compile(patterns)
+def kept_paragraphs(paras: list[str], patterns: Iterable[str] = (), regex_timeout: float = REGEX_TIMEOUT) -> list[int]:
+    """Indices of the paragraphs that are not boilerplate (declared patterns, then a trailing footer).
+    Raises BadFile for an invalid pattern or one that needs more than ``regex_timeout`` seconds."""
+    compiled = _Patterns(patterns, regex_timeout)
     kept: list[int] = []
     for i, para in enumerate(paras):
-        if compiled and any(rx.search(para) for rx in compiled):
+        if compiled and compiled.search(para):
             if i >= len(paras) * 2 / 3:
                 break  # a footer: drop it and everything after it
             continue
@@ -107,10 +155,10 @@ def kept_paragraphs(paras: list[str], patterns: Iterable[str] = ()) -> list[int]
     return kept
 
 
-def strip_boilerplate(text: str, patterns: Iterable[str] = ()) -> str:
+def strip_boilerplate(text: str, patterns: Iterable[str] = (), regex_timeout: float = REGEX_TIMEOUT) -> str:
     """Return ``text`` without declared boilerplate and without a trailing footer/appeal."""
     paras = paragraphs(text)
-    return "\n\n".join(paras[i] for i in kept_paragraphs(paras, patterns))
+    return "\n\n".join(paras[i] for i in kept_paragraphs(paras, patterns, regex_timeout))
 
 
 def clean(text: str, boilerplate: Iterable[str] = ()) -> str:

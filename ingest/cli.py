@@ -7,8 +7,14 @@ import sys
 from pathlib import Path
 
 from ingest.loaders import SUPPORTED_EXTENSIONS
-from ingest.settings import DEFAULT_CORPUS, DEFAULT_INDEX, Settings
+from ingest.settings import DEFAULT_CORPUS, DEFAULT_INDEX, Limits, Settings
 from ingest.types import IngestError, IngestReport
+
+def _limits_help() -> str:
+    defaults = Limits()
+    items = [f"{env} {getattr(defaults, name):g}" for env, name in Limits.ENV.items()]
+    return "\n".join("  " + ", ".join(items[i : i + 4]) for i in range(0, len(items), 4))
+
 
 EPILOG = f"""\
 Formats: {', '.join(SUPPORTED_EXTENSIONS)} (Markdown/text may start with YAML front matter).
@@ -30,7 +36,17 @@ Environment:
   QA_EMBED_BACKEND  onnx-int8 (default for a new index), onnx or torch; unset, an existing
                     index keeps the backend it was built with (see README)
 
-Exit status: 0 all files ingested or unchanged, 1 some files failed, 2 usage error.
+Files: only regular files are read (FIFOs, sockets and devices are reported, never opened);
+symbolic links are followed only to files inside the scanned folder (a file named explicitly is
+read even if it is a link); names that are not valid UTF-8 are reported. Each file is read in a
+separate reader process under the limits below; a file over a limit, or one that fails in any
+way, is reported and the run goes on.
+
+Limits per file (environment variable and default; see README "Limits"):
+{_limits_help()}
+
+Exit status: 0 all files ingested or unchanged, 1 some files failed, 2 usage error or an index
+that cannot be used (busy with another writer past --lock-wait, built with other settings).
 """
 
 

@@ -5,12 +5,14 @@ from pathlib import Path
 
 from ingest.chunking import content_id
 from ingest.clean import kept_paragraphs, normalize, paragraphs
-from ingest.loaders import load_file
+from ingest.loaders import load_file, safe_text
+from ingest.settings import Limits
 from ingest.types import BadFile, SourceDoc
 
 
-def build_document(path: Path, data: bytes | None = None) -> SourceDoc:
-    loaded = load_file(path, data)
+def build_document(path: Path, data: bytes | None = None, limits: Limits | None = None) -> SourceDoc:
+    limits = limits or Limits()
+    loaded = load_file(path, data, limits)
     meta = dict(loaded.meta)
     boilerplate = meta.pop("boilerplate", []) or []
     # Paragraphs of every page, remembering which page each came from.
@@ -21,7 +23,7 @@ def build_document(path: Path, data: bytes | None = None) -> SourceDoc:
         for para in paragraphs(normalize(page)):
             paras.append(para)
             para_page.append(page_no)
-    kept = kept_paragraphs(paras, boilerplate)
+    kept = kept_paragraphs(paras, boilerplate, limits.regex_timeout)
     text_parts: list[str] = []
     page_starts: list[int] = []
     offset = 0
@@ -41,9 +43,9 @@ def build_document(path: Path, data: bytes | None = None) -> SourceDoc:
             page_starts.append(len(text))
     title = str(meta.pop("title", "") or "").strip() or _title_from_name(path)
     meta = {k: v for k, v in meta.items() if v not in (None, "", [])}
-    meta["filename"] = path.name
+    meta["filename"] = safe_text(path.name)
     return SourceDoc(doc_id=content_id(text), title=normalize(title), text=text, meta=meta, pages=tuple(page_starts))
 
 
 def _title_from_name(path: Path) -> str:
-    return path.stem.replace("_", " ").replace("-", " ").strip().capitalize() or path.name
+    return safe_text(path.stem.replace("_", " ").replace("-", " ").strip().capitalize() or path.name)

@@ -36,6 +36,7 @@ Deletions remove chunks before the document row. So any interrupted run is repai
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import time
@@ -48,14 +49,16 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ingest import lexical
-from ingest.chunking import chunk_text
-from ingest.documents import build_document
 from ingest.embed import Embedder
+from ingest.files import read_file, scan_files
+from ingest.loaders import safe_text
 from ingest.lock import WriterLock
+from ingest.reader import FileReader, ReaderError, shared_reader
 from ingest.settings import Settings
 from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for, encode_sentence_vectors
 from ingest.types import BadFile, Chunk, FileFailure, IngestError, IngestReport
 
+log = logging.getLogger(__name__)
 ProgressFactory = Callable[..., object]
 EMBED_GROUP = 512  # chunks per encode call: large enough for length-sorting to cut padding
 
@@ -78,20 +81,23 @@ def file_hash(data: bytes) -> str:
 
 
 def scan(paths: Sequence[Path]) -> list[Path]:
-    """Every non-hidden file under ``paths`` (files are taken as given), sorted, resolved."""
-    found: list[Path] = []
-    for root in paths:
-        root = Path(root)
-        if not root.exists():
-            raise IngestError(f"{root} does not exist.")
-        if root.is_file():
-            found.append(root.resolve())
-            continue
-        for p in sorted(root.rglob("*")):
-            rel = p.relative_to(root)
-            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-                found.append(p.resolve())
-    return sorted(set(found))
+    """The regular files a run over ``paths`` reads (``ingest.files.scan_files`` has the rules)."""
+    return scan_files(paths)[0]
+
+
+def failure_reason(exc: Exception, path: str) -> str:
+    """One line for a file that could not be read. A BadFile says why; anything else (a bug, or
+    a parser's own error) is named by its type, and its traceback logged at debug level."""
+    if isinstance(exc, BadFile):
+        return str(exc)
+    log.debug("reading %s failed", path, exc_info=(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, ReaderError):
+        log.debug("traceback in the reader process:\n%s", exc.child_traceback)
+        detail = str(exc)  # already "Type: message"
+    else:
+        detail = f"{type(exc).__name__}: {exc}"
+    first = detail.strip().splitlines() or [type(exc).__name__]
+    return f"unexpected error while reading it ({first[0][:300]})"
 
 
 @dataclass
@@ -108,29 +114,35 @@ class Ingestor:
         store: IndexStore | None = None,
         progress: bool = True,
         on_wait: Callable[[str], None] | None = None,
+        reader: FileReader | None = None,
     ) -> None:
         self.settings = settings
+        self.reader = reader or shared_reader()  # reads files in a supervised child process
         self.on_wait = on_wait  # gets "waiting for another writer…" (default: printed to stderr)
         self._lock: WriterLock | None = None
         self._own_embedder = embedder is None and store is None
-        self.embedder = embedder or embedder_for(settings)
-        self.store = store or IndexStore(settings, self.embedder.model_id, self.embedder.dimension)
+        # Without an embedder, the index decides which backend to use: it is read only once this
+        # run holds the writer lock (``_resolve``), so a waiting writer never touches the index.
+        self.embedder = embedder
+        self.store = store if store is not None or embedder is None else IndexStore(
+            settings, embedder.model_id, embedder.dimension)
         self.progress = progress
 
     # ------------------------------------------------------------------ public
     def run(self, paths: Sequence[Path], rebuild: bool = False) -> IngestReport:
         """Ingest ``paths`` (files or folders) incrementally, holding the index's writer lock."""
         started = time.perf_counter()
-        files = scan(paths)  # raises IngestError before anything is touched
+        files, skipped = scan_files(paths)  # raises IngestError before anything is touched
         roots = [Path(p).resolve() for p in paths if Path(p).is_dir()]
         with self._writer_lock("rebuild" if rebuild else "ingest"):
+            self._resolve()
             if rebuild:
                 self.store.drop()
                 if self._own_embedder:  # the old index chose the backend; a new one gets the default
                     self.embedder = embedder_for(self.settings, new_index=True)
                     self.store = IndexStore(self.settings, self.embedder.model_id, self.embedder.dimension)
             self.store.open(create=True)
-            report = IngestReport(files=len(files))
+            report = IngestReport(files=len(files) + len(skipped), failed=list(skipped))
             records = self.store.list_documents()  # listed once: at 100k chunks each listing costs seconds
             changed = self._recover(records)
             complete = [r for r in records if r.status == COMPLETE]
@@ -141,6 +153,7 @@ class Ingestor:
     def delete_document(self, doc_id: str) -> bool:
         """Delete one document and its chunks (the library's delete button), holding the writer lock."""
         with self._writer_lock("delete a document"):
+            self._resolve()
             if self.store.get_document(doc_id) is None:
                 return False
             self.store.delete_documents([doc_id])
@@ -148,6 +161,12 @@ class Ingestor:
         return True
 
     # ---------------------------------------------------------------- internals
+    def _resolve(self) -> None:
+        if self.embedder is None:
+            self.embedder = embedder_for(self.settings)
+        if self.store is None:
+            self.store = IndexStore(self.settings, self.embedder.model_id, self.embedder.dimension)
+
     @contextmanager
     def _writer_lock(self, purpose: str) -> Iterator[WriterLock]:
         lock = WriterLock(self.settings, purpose, on_wait=self.on_wait)
@@ -192,26 +211,36 @@ class Ingestor:
                     del r.hashes[i : i + 1]
                     touched[r.doc_id] = r
 
-        for path in files:
-            key = str(path)
-            seen_paths.add(key)
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                report.failed.append(FileFailure(key, f"cannot read file: {exc.strerror or exc}"))
+        failed: set[str] = set()
+        max_bytes = int(self.settings.limits.max_file_mb * 1024 * 1024)
+
+        def to_read() -> Iterator[tuple[tuple[str, str], Path, bytes]]:
+            """Every file read and hashed; the new or changed ones yielded for parsing."""
+            for path in files:
+                key = str(path)
+                seen_paths.add(key)
+                try:
+                    data = read_file(path, max_bytes)
+                except BadFile as exc:
+                    report.failed.append(FileFailure(safe_text(key), str(exc)))
+                    failed.add(key)
+                    continue
+                digest = file_hash(data)
+                same = next((r for r in holders.get(key, []) if r.hashes[r.paths.index(key)] == digest), None)
+                if same is not None:
+                    report.unchanged += 1
+                    detach(key, keep=same.doc_id)  # heal a path left on two records by a crash
+                    continue
+                yield (key, digest), path, data
+
+        # Parsed in the reader process, which reads ahead while the results are handled here, in order.
+        for (key, digest), outcome in self.reader.read_many(to_read(), self.settings):
+            if isinstance(outcome, Exception):
+                report.failed.append(FileFailure(safe_text(key), failure_reason(outcome, key)))
+                failed.add(key)
                 continue
-            digest = file_hash(data)
+            doc, chunks = outcome.doc, outcome.chunks
             known = holders.get(key, [])
-            same = [r for r in known if r.hashes[r.paths.index(key)] == digest] if known else []
-            if same:
-                report.unchanged += 1
-                detach(key, keep=same[0].doc_id)  # heal a path left on two records by a crash
-                continue
-            try:
-                doc = build_document(path, data)
-            except BadFile as exc:
-                report.failed.append(FileFailure(key, str(exc)))
-                continue
             was_known = bool(known)
             replaced.update(r.doc_id for r in known if r.doc_id != doc.doc_id and key in r.paths)
             detach(key, keep=doc.doc_id)
@@ -228,7 +257,7 @@ class Ingestor:
                 else:
                     same_as = next((p for p in target.paths if Path(p).exists()), None)
                     if same_as is not None:  # else the file was renamed or moved: not a duplicate
-                        report.duplicates.append({"path": key, "same_as": same_as})
+                        report.duplicates.append({"path": safe_text(key), "same_as": safe_text(same_as)})
                     target.paths.append(key)
                     target.hashes.append(digest)
                     if was_known:
@@ -238,7 +267,6 @@ class Ingestor:
                 if target.doc_id in records:
                     touched[target.doc_id] = target
                 continue
-            chunks = chunk_text(doc.doc_id, doc.text, self.settings.chunk_size, self.settings.chunk_overlap)
             record = DocRecord(
                 doc_id=doc.doc_id, title=doc.title, meta=dict(doc.meta), paths=[key], hashes=[digest],
                 status=PENDING, n_chunks=len(chunks), pages=doc.pages, text=doc.text,
@@ -249,8 +277,9 @@ class Ingestor:
             else:
                 report.added += 1
 
-        # Paths recorded inside a scanned folder that are gone from disk.
-        failed = {f.path for f in report.failed}
+        # Paths recorded inside a scanned folder that are gone from disk (a file that failed, or was
+        # skipped by the scan, keeps its last good version).
+        failed |= {f.path for f in report.failed}
         prefixes = tuple(os.path.join(str(root), "") for root in roots)  # paths are stored resolved
         for path, rs in holders.items():
             if path in seen_paths or path in failed or not path.startswith(prefixes):

@@ -17,6 +17,50 @@ DEFAULT_INDEX = PROJECT_DIR / ".index"
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds on what one input file may cost (README, "Limits"). A file over a limit is that
+    file's ``failed`` entry; the run goes on. Each has an environment variable."""
+
+    max_file_mb: float = 100.0  # QA_MAX_FILE_MB: size of a file on disk
+    # QA_MAX_EXPANDED_MB: what a compressed file may expand to: a DOCX's parts together (declared
+    # sizes, checked before unzipping), a PDF's content stream (each, while decompressing)
+    max_expanded_mb: float = 200.0
+    max_ratio: float = 100.0  # QA_MAX_RATIO: expanded/compressed size of one DOCX part over 1 MB
+    file_timeout: float = 120.0  # QA_FILE_TIMEOUT: seconds to read, clean and chunk one file
+    file_memory_mb: int = 2048  # QA_FILE_MEMORY_MB: address space of the process that reads files
+    regex_timeout: float = 1.0  # QA_REGEX_TIMEOUT: CPU seconds for one document's `re:` boilerplate
+    front_matter_kb: float = 64.0  # QA_FRONT_MATTER_KB: size of a file's YAML front matter
+    max_meta_chars: int = 2000  # QA_MAX_META_CHARS: one front-matter value (each list item too)
+
+    ENV = {
+        "QA_MAX_FILE_MB": "max_file_mb", "QA_MAX_EXPANDED_MB": "max_expanded_mb", "QA_MAX_RATIO": "max_ratio",
+        "QA_FILE_TIMEOUT": "file_timeout", "QA_FILE_MEMORY_MB": "file_memory_mb",
+        "QA_REGEX_TIMEOUT": "regex_timeout", "QA_FRONT_MATTER_KB": "front_matter_kb",
+        "QA_MAX_META_CHARS": "max_meta_chars",
+    }
+
+    def __post_init__(self) -> None:
+        for name in self.ENV.values():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise IngestError(f"{name} must be a positive number (got {value!r}).")
+        if self.file_memory_mb < 256:
+            raise IngestError(f"file_memory_mb must be at least 256 (got {self.file_memory_mb!r}).")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Limits":
+        values = {}
+        for key, name in cls.ENV.items():
+            if env.get(key):
+                kind = int if name in ("file_memory_mb", "max_meta_chars") else float
+                values[name] = (_int if kind is int else _float)(key, env[key])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.ENV.values()}
+
+
+@dataclass(frozen=True)
 class Settings:
     index_dir: Path = DEFAULT_INDEX
     chroma_url: str | None = None
@@ -31,6 +75,7 @@ class Settings:
     lock_wait: float = 600.0
     # Chroma server only: a writer's lease not renewed for this long is taken over (ingest.lock).
     lease_ttl: float = 30.0
+    limits: Limits = field(default_factory=Limits)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +111,7 @@ class Settings:
                 values[name] = _float(key, env[key])
         if env.get("QA_EMBED_BACKEND"):
             values["embed_backend"] = env["QA_EMBED_BACKEND"]
+        values["limits"] = Limits.from_env(env)
         values["extra"] = {k: v for k, v in env.items() if k.startswith("QA_")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "index_dir" in values:

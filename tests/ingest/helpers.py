@@ -299,3 +299,35 @@ def index_health(settings, embedder) -> dict:
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+_LOCK_LINE = re.compile(r"\b(?:POSIX|OFDLCK|FLOCK)\s+\S+\s+\S+\s+(\d+)\s+[0-9a-f]+:[0-9a-f]+:(\d+)\s")
+
+
+def holds_posix_locks(pid: int, path: Path) -> bool:
+    """True while process ``pid`` holds a lock on ``path`` (/proc/locks): SQLite locks the
+    database file for the whole of a transaction, reads included."""
+    inode = str(os.stat(path).st_ino)
+    for line in Path("/proc/locks").read_text().splitlines():
+        found = _LOCK_LINE.search(line)
+        if found and "->" not in line and found.group(1) == str(pid) and found.group(2) == inode:
+            return True
+    return False
+
+
+def stop_between_transactions(proc: subprocess.Popen, index: Path, timeout: float = 120) -> None:
+    """SIGSTOP ``proc`` at a moment it has no SQLite transaction open on the index: a process
+    stopped inside one would stall every other process's access to the index (readers included),
+    which is not what the tests are about."""
+    db = index / "chroma.sqlite3"
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            time.sleep(0.005)
+        if not db.exists() or not holds_posix_locks(proc.pid, db):
+            return
+        proc.send_signal(signal.SIGCONT)
+        if time.monotonic() > deadline:
+            pytest.fail("could not stop the process between two transactions")
+        time.sleep(0.02)

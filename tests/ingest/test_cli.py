@@ -25,7 +25,8 @@ def check_schema(data: dict) -> None:
 def test_help_mentions_environment():
     result = run_ingest("--help")
     assert result.returncode == 0
-    for word in ("QA_INDEX_DIR", "QA_CHROMA_URL", "--rebuild", "--json", "--index"):
+    for word in ("QA_INDEX_DIR", "QA_CHROMA_URL", "--rebuild", "--json", "--index", "--lock-wait", "QA_LOCK_WAIT",
+                 "QA_FILE_TIMEOUT 120", "QA_MAX_FILE_MB 100", "QA_REGEX_TIMEOUT 1", "symbolic links"):
         assert word in result.stdout
 
 

@@ -146,8 +146,8 @@ def test_an_index_keeps_the_backend_it_was_built_with(tmp_path, seed_corpus, mon
     Ingestor(settings, embedder=torch_built, progress=False).run([seed_corpus])
 
     auto = Ingestor(settings, progress=False)
+    report = auto.run([seed_corpus])  # the backend is chosen once the run holds the writer lock
     assert auto.embedder.backend == "torch"
-    report = auto.run([seed_corpus])
     assert report.unchanged == 1 and report.embedded_chunks == 0 and not auto.embedder.loaded
     assert QAService(settings).embedder.backend == "torch"
 
