@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from chatbot.generative import llm_from_settings
     from chatbot.service import QAService
     from chatbot.types import QAError
-    from chatbot.workspace import UploadLimits, Workspace, upload_dir_from
+    from workspace.settings import UploadLimits, upload_dir_from
+    from workspace.workspace import Workspace
     from ingest.pipeline import Ingestor
     from ingest.settings import Settings
     from ingest.types import IngestError
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     threading.Thread(target=service.warm_up, name="warm-up", daemon=True).start()
 
-    from chatbot.ui import build_ui
+    from workspace.ui.app import build_ui
 
     workspace = Workspace(service, upload_dir_from(settings), limits, ingest_progress=True)
     ui = build_ui(workspace, llm_available=service.llm is not None)

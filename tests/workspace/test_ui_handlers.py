@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from chatbot.access import COOKIE, FileAccess
-from chatbot.ui import WorkspaceUI
-from chatbot.workspace import Session
-from tests.chatbot.test_workspace import corpus, titles, ws  # noqa: F401 - fixtures
+from workspace.access import COOKIE, FileAccess
+from workspace.ui.app import WorkspaceUI
+from workspace.session import Session
+from tests.workspace.test_workspace import corpus, titles, ws  # noqa: F401 - fixtures
 
 SID = FileAccess.new_sid()
 

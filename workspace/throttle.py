@@ -5,7 +5,7 @@ cost nothing; after that the key is locked for ``base`` seconds, doubling with e
 failure up to ``cap``. An attempt on a locked key is refused without checking the password (so a
 correct password does not help a guesser either) and says when to try again. A success clears
 the user's and the address's counts; a key with no failure for ``forget_after`` seconds starts
-over. Pure logic with an injectable clock; ``chatbot/access.py`` applies it to Gradio's /login.
+over. Pure logic with an injectable clock; ``workspace/access.py`` applies it to Gradio's /login.
 """
 from __future__ import annotations
 

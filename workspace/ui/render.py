@@ -2,7 +2,7 @@
 goes through ``esc`` (``html.escape``): nothing from a document is ever inserted as markup.
 
 Interactive elements carry ``data-cite="<turn>:<c|e>:<n>"`` (open a quote in the source viewer)
-or ``data-example="<question>"`` (ask it); ``chatbot/ui.py`` turns those clicks into events.
+or ``data-example="<question>"`` (ask it); ``workspace/ui/app.py`` turns those clicks into events.
 """
 from __future__ import annotations
 
@@ -10,19 +10,13 @@ import html
 import re
 from typing import Callable, Sequence
 
-from chatbot.access import library_url
-from chatbot.jobs import DONE, Job
 from chatbot.types import Citation
-from chatbot.workspace import (
-    DocSummary,
-    Overview,
-    QuoteContext,
-    Session,
-    SourceView,
-    Turn,
-    UploadResult,
-    cite_key,
-)
+from workspace.access import library_url
+from workspace.jobs import DONE, Job
+from workspace.library import UploadResult
+from workspace.overview import DocSummary, Overview
+from workspace.session import Session, Turn, cite_key
+from workspace.sources import QuoteContext, SourceView
 
 _MARKER = re.compile(r"\[(\d+)\]")
 UNSUPPORTED = "(unsupported)"
@@ -332,7 +326,7 @@ def render_jobs(jobs: Sequence[Job], ahead: Callable[[Job], int], now: float,
 
 
 def render_exports(links: dict[str, str]) -> str:
-    """Download links for the latest exports (served only to this browser: chatbot/access.py)."""
+    """Download links for the latest exports (served only to this browser: workspace/access.py)."""
     labels = {"answer.md": "⤓ Answer .md", "answer.json": "⤓ Answer .json",
               "conversation.md": "⤓ Conversation .md", "conversation.json": "⤓ Conversation .json"}
     items = "".join(

@@ -12,20 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import render
+from workspace.ui import render
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer, Citation, QAError
-from chatbot.workspace import (
-    Session,
-    Turn,
-    UploadLimits,
-    Workspace,
-    cite_key,
-    derived_question,
-    example_questions,
-    quote_context,
-    safe_filename,
-)
+from workspace.library import safe_filename
+from workspace.overview import derived_question, example_questions
+from workspace.session import Session, Turn, cite_key
+from workspace.settings import UploadLimits
+from workspace.sources import quote_context
+from workspace.workspace import Workspace
 from ingest.pipeline import Ingestor
 from ingest.settings import Settings
 from ingest.store import DocRecord
@@ -381,7 +376,9 @@ def test_rendering_escapes_every_document_string(ws):
                         session.turns[0].answer.citations[0].quote)
     assert_inert(render.render_evidence(session, lambda c: ctx))
 
-    from chatbot.workspace import DocSummary, FileOutcome, Overview, SourceView, Span, UploadResult
+    from workspace.library import FileOutcome, UploadResult
+    from workspace.overview import DocSummary, Overview
+    from workspace.sources import SourceView, Span
 
     doc = DocSummary("d1", XSS_TITLE, "<i>src</i>", "2031", "", "javascript:alert(1)", 2, 0, "<img src=x>.md", True)
     assert_inert(render.render_library([doc]))
@@ -478,7 +475,7 @@ def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
         def run(self, paths):
             raise TypeError("a bug deep in ingest")
 
-    monkeypatch.setattr(ws, "_ingestor", lambda on_wait=None: Broken())
+    monkeypatch.setattr(ws.library, "_ingestor", lambda on_wait=None: Broken())
     with pytest.raises(TypeError):  # a bug is not swallowed here (the writer thread reports it)
         ws.ingest(staged)
     assert not dest.exists() and not dest.parent.exists()
@@ -491,7 +488,7 @@ def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
             from ingest.types import IngestError
             raise IngestError("the index is locked by another writer")
 
-    monkeypatch.setattr(ws, "_ingestor", lambda on_wait=None: Refused())
+    monkeypatch.setattr(ws.library, "_ingestor", lambda on_wait=None: Refused())
     (outcome,) = ws.ingest(staged).outcomes
     assert not outcome.ok and outcome.message == "not ingested: the index is locked by another writer"
     assert not dest.exists()

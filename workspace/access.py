@@ -14,7 +14,7 @@ logged-in user). The workspace narrows that:
 - An uploaded document's original file is served by ``/qa/library/<doc id>`` to any user of the
   app while the document is in the index (its text is readable through answers anyway); it is a
   404 once the document is deleted.
-- ``POST /login`` is throttled per user name and client address (``chatbot/throttle.py``).
+- ``POST /login`` is throttled per user name and client address (``workspace/throttle.py``).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from starlette.requests import Request, cookie_parser
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from chatbot.throttle import LoginThrottle
+from workspace.throttle import LoginThrottle
 
 COOKIE = "qa_session"
 _SID = re.compile(r"[A-Za-z0-9_-]{32,64}")

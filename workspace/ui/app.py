@@ -1,11 +1,11 @@
-"""The Gradio workspace. It only renders: behaviour is in ``chatbot/workspace.py`` (unit-tested
-without Gradio) and markup in ``chatbot/render.py`` (everything from documents escaped).
+"""The Gradio workspace. It only renders: behaviour is in ``workspace/`` (unit-tested without
+Gradio) and markup in ``workspace/ui/render.py`` (everything from documents escaped).
 
 Tabs: **Ask** (start view, chat with clickable ``[n]`` markers, evidence panel, source viewer,
 exports), **Library** (documents, upload, delete), **Settings** (answer mode, passages, filters).
 Conversation state lives in ``gr.State``: one ``Session`` per browser session, bound to the
-browser's session cookie (``chatbot/access.py``: who may read uploads and exports). Uploads and
-deletions run on the writer thread (``chatbot/jobs.py``); a timer shows their progress.
+browser's session cookie (``workspace/access.py``: who may read uploads and exports). Uploads and
+deletions run on the writer thread (``workspace/jobs.py``); a timer shows their progress.
 """
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ import gradio as gr
 from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
-from chatbot import render
-from chatbot.access import AccessMiddleware, FileAccess, export_url, request_sid, routes
-from chatbot.jobs import DONE, WriteQueue, embedding_progress
 from chatbot.safe_text import clean_question
-from chatbot.throttle import LoginThrottle
 from chatbot.types import QAError
-from chatbot.workspace import Session, Workspace
 from ingest.types import IngestError
+from workspace.access import AccessMiddleware, FileAccess, export_url, request_sid, routes
+from workspace.jobs import DONE, WriteQueue, embedding_progress
+from workspace.session import Session
+from workspace.throttle import LoginThrottle
+from workspace.ui import render
+from workspace.workspace import Workspace
 
 # Clicks on [data-cite] / [data-example] elements inside a gr.HTML become its "click" event.
 CLICK_JS = """

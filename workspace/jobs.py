@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from chatbot.types import QAError
-from chatbot.workspace import StagedUpload, UploadResult, Workspace
+from workspace.library import StagedUpload, UploadResult
+from workspace.workspace import Workspace
 from ingest.types import IngestError
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from chatbot.access import COOKIE, AccessMiddleware, FileAccess, export_url, owner_key, request_sid, routes
+from workspace.access import COOKIE, AccessMiddleware, FileAccess, export_url, owner_key, request_sid, routes
 from chatbot.safe_text import clean_question
-from chatbot.throttle import LoginThrottle
+from workspace.throttle import LoginThrottle
 
 PASSWORD = "right"
 

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from chatbot import render
-from chatbot.jobs import DONE, WriteQueue
-from chatbot.workspace import Workspace
-from tests.chatbot.test_workspace import corpus, titles, ws  # noqa: F401 - fixtures
+from workspace.ui import render
+from workspace.jobs import DONE, WriteQueue
+from workspace.workspace import Workspace
+from tests.workspace.test_workspace import corpus, titles, ws  # noqa: F401 - fixtures
 
 NOTE = b"# Queued note\n\nThe Marrow lift carries six passengers."
 
@@ -49,8 +49,8 @@ def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, c
         def run(self, paths):
             raise TypeError("metadata value must be str")
 
-    real = ws._ingestor
-    ws._ingestor = lambda on_wait=None: Broken()
+    real = ws.library._ingestor
+    ws.library._ingestor = lambda on_wait=None: Broken()
     job = writer.submit_upload("s1", staged)
     assert job.done.wait(60)
     (outcome,) = job.upload.outcomes
@@ -58,7 +58,7 @@ def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, c
     assert not dest.exists() and "Queued note" not in titles(ws)
     assert "Ingesting upload" in caplog.text  # the traceback is in the log
 
-    ws._ingestor = real
+    ws.library._ingestor = real
     doc = next(d for d in ws.summaries() if d.title == "The Brelloway lighthouse ledger")
     deletion = writer.submit_delete("s1", doc.doc_id, doc.title)
     assert deletion.done.wait(60) and deletion.ok and "Deleted “The Brelloway lighthouse ledger”" in deletion.message
@@ -85,7 +85,7 @@ def test_embedding_progress_is_read_from_the_running_ingest_bar():
 
     from tqdm import tqdm
 
-    from chatbot.jobs import embedding_progress
+    from workspace.jobs import embedding_progress
 
     assert embedding_progress() is None
     with tqdm(total=40, desc="Embedding", file=io.StringIO()) as bar:
@@ -97,6 +97,6 @@ def test_embedding_progress_is_read_from_the_running_ingest_bar():
 
 
 def _running():
-    from chatbot.jobs import RUNNING, Job
+    from workspace.jobs import RUNNING, Job
 
     return Job("j1", "upload", "s1", "1 file: a.md", 0.0, state=RUNNING, started=2.0)
