@@ -30,13 +30,12 @@ from chatbot.judge import ALIGN_TOP, MODEL_FILE, Judge, asks_for, features
 from chatbot.relevance import SentenceVectors, TokenAligner, similarities
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
 from chatbot.safe_text import clean_question
-from chatbot.types import Answer, Claim, Filters, QAError
+from chatbot.types import NOT_IN_SOURCES, Answer, Claim, Filters, QAError
 from ingest.embed import Embedder
 from ingest.settings import Settings
 from ingest.store import DocRecord, IndexStore, SourceDoc, embedder_for
 from ingest.types import IngestError
 
-NOT_IN_SOURCES = "The sources don't say"
 ANSWERED, PARTIAL, NONE = "answered", "partial", "none"
 
 

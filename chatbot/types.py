@@ -4,6 +4,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# How an answer says the documents do not support it ("The sources don't say …"), and how an LLM
+# answer flags a sentence its citations do not support. One definition each: the answerers write
+# them, the UI and tests recognise them.
+NOT_IN_SOURCES = "The sources don't say"
+UNSUPPORTED_FLAG = "(unsupported)"
+
 
 @dataclass(frozen=True)
 class Citation:

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from chatbot.generative import UNSUPPORTED_FLAG
+from chatbot.types import UNSUPPORTED_FLAG
 from chatbot.service import QAService
 from chatbot.types import Answer
 from tests.chatbot.helpers import assert_citation_invariants

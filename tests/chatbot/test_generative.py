@@ -16,23 +16,13 @@ from dataclasses import replace
 import pytest
 
 from chatbot import conversation
-from chatbot.generative import (
-    UNSUPPORTED_FLAG,
-    DraftSentence,
-    LLMAnswerer,
-    LLMConfig,
-    LLMConfigError,
-    LLMUnavailable,
-    build_messages,
-    check_claims,
-    llm_from_settings,
-    passage_sentences,
-    split_claims,
-)
-from chatbot.llm_client import ChatClient
+from chatbot.claims import DraftSentence, check_claims, passage_sentences, split_claims
+from chatbot.generative import LLMAnswerer, llm_from_settings
+from chatbot.llm_client import ChatClient, LLMConfig, LLMConfigError, LLMUnavailable
+from chatbot.prompt import build_messages
 from chatbot.retrieve import Passage
 from chatbot.service import AskOptions, QAService
-from chatbot.types import Answer, QAError
+from chatbot.types import UNSUPPORTED_FLAG, Answer, QAError
 from ingest.store import StoredChunk
 from ingest.types import Chunk
 from tests.chatbot.helpers import assert_citation_invariants
@@ -183,7 +173,7 @@ def test_claim_checker_flags_a_sentence_the_passages_do_not_support(seed_service
     assert not check_claims([DraftSentence(altered, [1])], passages, checker.embedder, checker.support)[0].supported
 
 
-TRUE_CLAIMS = [  # paraphrases of the seed article (the calibration set of chatbot/generative.py)
+TRUE_CLAIMS = [  # paraphrases of the seed article (the calibration set of chatbot/claims.py)
     ("Who is the president of Tajikistan?", "Emomali Rahmon is the president of Tajikistan."),
     ("Who is the president of Tajikistan?", "Tajikistan's president is Emomali Rahmon."),
     ("How long is the Qosh Tepa canal?", "The Qosh Tepa canal is 285 kilometres long."),

@@ -10,7 +10,7 @@ import html
 import re
 from typing import Callable, Sequence
 
-from chatbot.types import Citation
+from chatbot.types import NOT_IN_SOURCES, UNSUPPORTED_FLAG, Citation
 from workspace.access import library_url
 from workspace.jobs import DONE, Job
 from workspace.library import UploadResult
@@ -19,7 +19,6 @@ from workspace.session import Session, Turn, cite_key
 from workspace.sources import QuoteContext, SourceView
 
 _MARKER = re.compile(r"\[(\d+)\]")
-UNSUPPORTED = "(unsupported)"
 UNSUPPORTED_TIP = "The cited passages do not support this sentence: check it before relying on it."
 
 
@@ -70,7 +69,7 @@ def render_start(overview: Overview, max_docs: int = 8) -> str:
         '<p class="qa-lead">Answers quote exact sentences from the indexed documents. Click a '
         '<span class="qa-cite-demo">[n]</span> marker or an evidence card to see the quote highlighted in its '
         'source. When the documents do not support an answer, the assistant says '
-        '<i>“The sources don’t say”</i> and shows the closest passages instead.</p>'
+        f'<i>“{esc(NOT_IN_SOURCES)}”</i> and shows the closest passages instead.</p>'
         f'<div class="qa-stats">{stats}</div>'
         f'<p class="qa-muted">Sources: {sources}</p>'
         + (f'<h3>Try a question</h3><div class="qa-examples">{examples}</div>' if examples else "")
@@ -113,7 +112,7 @@ def answer_html(turn_index: int, turn: Turn) -> str:
         last = m.end()
     out.append(esc(text[last:]))
     # LLM answers flag sentences their citations do not support (chatbot/generative.py)
-    return "".join(out).replace(UNSUPPORTED, f'<span class="qa-unsupported" title="{UNSUPPORTED_TIP}">{UNSUPPORTED}</span>')
+    return "".join(out).replace(UNSUPPORTED_FLAG, f'<span class="qa-unsupported" title="{UNSUPPORTED_TIP}">{UNSUPPORTED_FLAG}</span>')
 
 
 def render_turn(i: int, turn: Turn) -> str:
