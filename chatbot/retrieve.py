@@ -29,8 +29,8 @@ import numpy as np
 
 from chatbot.types import Filters, QAError
 from ingest import lexical
-from ingest.embed import Embedder
-from ingest.store import COMPLETE, DocRecord, IndexStore, StoredChunk, published_day
+from ingest.protocols import Embedder, Store
+from ingest.store import COMPLETE, DocRecord, StoredChunk, published_day
 
 FUSIONS = ("rrf", "minmax", "zscore")
 
@@ -114,7 +114,7 @@ class Passage:
 
 
 class HybridRetriever:
-    def __init__(self, store: IndexStore, embedder: Embedder, config: RetrievalConfig | None = None) -> None:
+    def __init__(self, store: Store, embedder: Embedder, config: RetrievalConfig | None = None) -> None:
         self.store = store
         self.embedder = embedder
         self.config = config or RetrievalConfig()
@@ -189,14 +189,13 @@ class HybridRetriever:
         allowed = self._allowed_docs(filters, index.token)
         if allowed is not None and not allowed:
             return []
-        where = {"doc_id": {"$in": allowed}} if allowed is not None else None
         mask = None
         if allowed is not None:
             prefixes = tuple(f"{d}-" for d in allowed)
             mask = index.mask(cid for cid in index.chunk_ids if cid.startswith(prefixes))
         n = max(cfg.candidates, top_k)
         vec = self.embedder.embed_query(query) if vector is None else vector
-        dense = self.store.query(vec, n, where) if cfg.w_dense > 0 else []
+        dense = self.store.query(vec, n, allowed) if cfg.w_dense > 0 else []
         lex = index.search(query, n, mask) if cfg.w_lexical > 0 else []
         return self.fuse(dense, lex, top_k)
 

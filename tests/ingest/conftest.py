@@ -5,13 +5,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from ingest.settings import Settings
-from tests.servers import free_port, serve
+from tests.servers import chroma_server as run_chroma
 from tests.ingest.helpers import REPO_ROOT, SEED_MD, SEED_RAW, FakeEmbedder
 
 
@@ -58,12 +57,5 @@ def seed_corpus(tmp_path) -> Path:
 @pytest.fixture
 def chroma_server(tmp_path):
     """`chroma run` on 127.0.0.1 and a free port; yields its URL; stopped at teardown."""
-    exe = Path(sys.executable).parent / "chroma"
-    if not exe.exists():
-        pytest.skip(f"{exe} not found")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [str(exe), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)]
-    with serve(cmd, f"{url}/api/v2/heartbeat", tmp_path / "chroma.log", "chroma run", timeout=120, poll=0.2,
-               env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}):
+    with run_chroma(tmp_path / "chroma-server", tmp_path / "chroma.log") as url:
         yield url
