@@ -53,7 +53,7 @@ L2 = 1.0
 def collect(names, embedder) -> dict[str, list[dict]]:
     """Per set, per question: the judge's features, the label and the paragraph group."""
     from chatbot.evaluate import groups_found, load_items
-    from chatbot.extractive import select
+    from chatbot.extractive import select, spans_actors
     from chatbot.judge import FEATURES
     from chatbot.service import QAService
 
@@ -70,9 +70,10 @@ def collect(names, embedder) -> dict[str, list[dict]]:
         rows = []
         for n, item in enumerate(load_items(SETS[name][2])):
             vector = embedder.embed_query(item.question)
-            passages = service.retriever.retrieve(item.question, vector=vector)
+            passages = service.passages(item.question, vector)
             found = service.rank(item.question, passages, vector)
-            chosen = select(found.ranked, service.extractive)
+            chosen = select(found.ranked, service._quoting(item.question, None), per_actor=spans_actors(item.question),
+                            question=item.question)
             quoted = "\n".join(c.text for c in chosen)
             feats = found.features or {k: 0.0 for k in FEATURES}
             rows.append({"id": item.id, "question": item.question, "label": int(item.answerable),

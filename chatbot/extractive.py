@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from chatbot.brief.gazetteer import default_gazetteer
+from chatbot.judge import DETAIL_KINDS, asks_for, supplies
 from chatbot.retrieve import Passage
 from chatbot.types import Citation
 from ingest.lexical import STOPWORDS, LexicalIndex, tokenize
@@ -27,6 +29,10 @@ _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|el
 _YEAR_OR_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(January|February|March|April|May|June|July|August|"
                            r"September|October|November|December)\b|\bcentur", re.I)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+# A sentence that states a cause or a motive (causal connectives and reason nouns; any English text)
+_CAUSE = re.compile(r"\b(?:because|due to|owing to|as a result|thanks to|in order to|so that|so as to|therefore|hence|"
+                    r"factors?|reasons?|motives?|motivat\w*|driven by|caused by|results? (?:of|from)|aim(?:s|ed)? (?:to|at)|"
+                    r"seek(?:s|ing)? to|in exchange for)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,8 @@ class QuestionProfile:
         terms = {t: index.idf(t) for t in question_terms(question)}
         total = sum(terms.values()) or 1.0
         absent = sum(w for t, w in terms.items() if not index.contains(t)) / total
-        return cls(terms, answer_type(question), absent)
+        kind = answer_type(question) or ("reason" if asks_for(question) == "reason" else None)
+        return cls(terms, kind, absent)
 
 
 @dataclass
@@ -84,9 +91,47 @@ class Candidate:
     type_match: bool = False
 
 
+def _aliases(text: str) -> list:
+    """Mentions of a state by its capital or by a singular demonym ("the Uzbek city"); a plural
+    demonym names people ("ethnic Tajiks", "Afghans living in poverty"), not the state."""
+    gaz = default_gazetteer()
+    return [h for h in gaz.find(text) if h.form == "capital"
+            or (h.form == "demonym" and not (text[h.end - 1] == "s" and text[h.start:h.end - 1] in gaz.forms))]
+
+
+def canonical(text: str) -> str:
+    """The text with every state named by its capital or demonym named by its name ("Dushanbe's
+    demands" -> "Tajikistan's demands", "the Uzbek city" -> "the Uzbekistan city"): the gazetteer
+    of chatbot/brief/data/states.tsv, data for any collection."""
+    for h in reversed(_aliases(text)):
+        text = text[:h.start] + h.state + text[h.end:]
+    return text
+
+
+def terms_of(text: str) -> set[str]:
+    """A sentence's word stems, plus the name of every state it names by its capital or demonym."""
+    words = set(tokenize(text))
+    if _aliases(text):
+        words |= set(tokenize(canonical(text)))
+    return words
+
+
+def expand_query(question: str) -> str:
+    """The question plus every other way texts name the states it names (capitals, demonyms), for
+    the keyword retriever: "Uzbekistan's envoy" also finds "Uzbek President"."""
+    gaz = default_gazetteer()
+    states = {h.state for h in gaz.find(question)}
+    if not states:
+        return question
+    forms = [f for f, (state, kind) in gaz.forms.items()
+             if state in states and (kind != "name" or f == state) and not f.endswith("s")
+             and not re.search(rf"(?<!\w){re.escape(f)}(?!\w)", question)]
+    return f"{question} {' '.join(forms)}" if forms else question
+
+
 def question_terms(question: str) -> list[str]:
     seen = []
-    for t in tokenize(question):
+    for t in tokenize(canonical(question)):
         if t not in QUESTION_NOISE and t not in seen:
             seen.append(t)
     return seen
@@ -111,6 +156,8 @@ def _type_match(kind: str | None, text: str) -> bool:
         return bool(_YEAR_OR_DATE.search(text))
     if kind == "name":
         return bool(_NAME.search(text))
+    if kind == "reason":
+        return bool(_CAUSE.search(text))
     return False
 
 
@@ -146,7 +193,7 @@ def score_candidates(profile: QuestionProfile, cands: list[Candidate],
     weights = profile.terms
     total = sum(weights.values()) or 1.0
     kind = profile.kind
-    tokens = [set(tokenize(c.text)) for c in cands]
+    tokens = [terms_of(c.text) for c in cands]
     titles: dict[str, set[str]] = {}
     for i, c in enumerate(cands):
         own = tokens[i]
@@ -154,7 +201,7 @@ def score_candidates(profile: QuestionProfile, cands: list[Candidate],
         for j in (i - 1, i + 1):
             if 0 <= j < len(cands) and cands[j].doc_id == c.doc_id and abs(cands[j].start - c.start) < 2000:
                 near |= tokens[j]
-        title = titles.setdefault(c.title, set(tokenize(c.title)))
+        title = titles.setdefault(c.title, terms_of(c.title))
         near |= title
         c.coverage = sum(w for t, w in weights.items() if t in own) / total
         c.context = sum(w for t, w in weights.items() if t in near and t not in own) / total
@@ -181,16 +228,20 @@ def window_text(cands: Sequence[Candidate], best: Candidate) -> str:
 
 
 def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig(),
-           per_actor: bool = False) -> list[Candidate]:
+           per_actor: bool = False, question: str | None = None) -> list[Candidate]:
     """Best sentence plus close runners-up within the budget, best first (issue 10: an answer leads
     with its best evidence, not with document order). ``per_actor``: a question about several
-    actors ("Central Asian states") takes the best sentence of each actor before a second one of any."""
+    actors ("Central Asian states") takes the best sentence of each actor before a second one of any.
+    ``question`` asking for a number or a date: runners-up must supply one (``chatbot.judge.supplies``)."""
     if not ranked:
         return []
     best = ranked[0]
     chosen = [best]
     used = len(best.text)
     pool = [c for c in ranked[1:] if c.score >= config.keep_ratio * best.score]
+    kind = asks_for(question) if question else None
+    if kind in DETAIL_KINDS:
+        pool = [c for c in pool if supplies(kind, c.text, question)]
     if per_actor:
         seen = {actor(best.text)}
         first = []

@@ -39,7 +39,7 @@ _MONTHS = "January|February|March|April|May|June|July|August|September|October|N
 _DATE = re.compile(rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b(?:{_MONTHS})\b|\b\d+(?:st|nd|rd|th)\s+centur|"
                    rf"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
                    rf"thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth)\s+"
-                   rf"centur|\b(?:century|decade|years? ago|since|until|during)\b", re.I)
+                   rf"centur|\b(?:century|decade|years? ago)\b", re.I)
 _CAPITAL = re.compile(r"\b[A-Z][\w’'-]*")
 _NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|without|n't|cannot|fail(?:ed|s)?|lack(?:ed|s)?)\b|n’t\b",
                        re.I)

@@ -114,3 +114,34 @@ def test_standalone_questions_are_untouched():
     q = "Which river forms much of Afghanistan's northern border?"
     assert conversation.condense(q, HISTORY) == q
     assert conversation.condense("And the Pashtuns?", []) == "And the Pashtuns?"
+
+
+def test_capitals_and_demonyms_count_as_their_state():
+    from chatbot.extractive import canonical, expand_query, terms_of
+
+    assert canonical("What are Dushanbe's demands?") == "What are Tajikistan's demands?"
+    assert "uzbekistan" in terms_of("It links the southern Uzbek city of Termez to Mazar-i-Sharif.")
+    # a plural demonym names people, not the state
+    assert "afghanistan" not in terms_of("The share of Afghans living in poverty has climbed.")
+    assert "tajikistan" in question_terms("What are Dushanbe's demands of the Taliban?")
+    expanded = expand_query("What argument does Uzbekistan's envoy make?")
+    assert "Uzbek" in expanded.split() and "Tashkent" in expanded.split()
+    assert expand_query("Why did the canal matter?") == "Why did the canal matter?"
+
+
+def test_reason_questions_prefer_sentences_that_state_a_cause():
+    passages, chunks = _passages("The canal was built near the border. The canal was built because of drought.")
+    profile = QuestionProfile.of("Why was the canal built?", _index(chunks))
+    assert profile.kind == "reason"
+    ranked = score_candidates(profile, candidates(passages))
+    assert ranked[0].text.endswith("because of drought.") and ranked[0].type_match
+
+
+def test_runners_up_of_a_date_question_must_give_a_date():
+    passages, chunks = _passages("The Taliban took power in August 2021. The Taliban took power by force. "
+                                 "The Taliban took power after the withdrawal.")
+    question = "When did the Taliban take power?"
+    ranked = score_candidates(QuestionProfile.of(question, _index(chunks)), candidates(passages))
+    chosen = select(ranked, ExtractiveConfig(keep_ratio=0.0), question=question)
+    assert [c.text for c in chosen] == ["The Taliban took power in August 2021."]
+    assert len(select(ranked, ExtractiveConfig(keep_ratio=0.0))) == 3
