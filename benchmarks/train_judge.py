@@ -78,7 +78,8 @@ def collect(names, embedder) -> dict[str, list[dict]]:
             feats = found.features or {k: 0.0 for k in FEATURES}
             rows.append({"id": item.id, "question": item.question, "label": int(item.answerable),
                          "x": [feats[k] for k in FEATURES], "features": dict(feats), "evidence": bool(item.evidence) and
-                         groups_found(item.evidence, quoted), "n": n})
+                         groups_found(item.evidence, quoted), "n": n,
+                         "top": [c.text for c in found.ranked[:3]]})  # for benchmarks/reading.py
         _paragraph_groups(rows)
         out[name] = rows
         cached.update(service.sentences._cache)

@@ -128,7 +128,13 @@ _UNITS = {  # what a "how long / far / old ..." answer is measured in
     "percent": r"per ?cent|%|percentage|half|third|quarter|fifth|sixth|tenth|majority|most|fraction|share",
 }
 _QUESTION_STEMS = frozenset(tokenize("many much number amount total value"))
-_HOW_MANY = re.compile(r"how many ([a-z][\w-]*)(?: ([a-z][\w-]*))?", re.I)
+_AUX = r"(?:does|did|do|is|are|was|were|will|would|can|could|has|have|had)"
+# "how many refugees", "how much wheat" (not "how much does it cost": that asks for money)
+_HOW_MANY = re.compile(rf"how (?:many|much) (?!{_AUX}\b)([a-z][\w-]*)(?: ([a-z][\w-]*))?", re.I)
+_MONEY_ASKED = re.compile(rf"how much (?:money\b|{_AUX}\b.*\b(?:cost|costs|pay|paid|earn|earns|earned|worth|spend|"
+                          r"spent|charge|charged|sell|sold|invest|invested|fund|funded)\b)", re.I)
+_MONEY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|pounds?|yen|yuan|rupees?|roubles?|rubles?|francs?|marks?|lira|"
+                    r"tenge|som|somoni|manat|afghanis?|USD|EUR|GBP|budget)\b", re.I)
 # "what is Kyrgyzstan's annual trade volume with ...", "what was the value of the aid ...": the
 # quantity noun with the words before it (after any possessive) and up to four after "of"
 _QUANTITY = re.compile(rf"^what (?:is|was|are|were) (?:the )?((?:[\w’'-]+ ){{0,4}}?)({_QUANTITY_NOUNS})\b"
@@ -145,6 +151,8 @@ def _number_supplied(sentence: str, question: str) -> bool:
     if not numbers:
         return False
     text = sentence.lower()
+    if _MONEY_ASKED.search(question):  # "how much does the canal cost?" needs an amount of money
+        return bool(_MONEY.search(sentence))
     many = _HOW_MANY.search(question)
     quantity = None if many else _QUANTITY.match(" ".join(question.split()))
     if many or quantity:  # a number within eight words of the counted or measured thing (its stems)

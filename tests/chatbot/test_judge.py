@@ -122,3 +122,12 @@ def test_sentence_vectors_round_trip_through_chunk_metadata():
     assert list(back) == list(spans)
     assert min(float(back[s] @ v[i]) for i, s in enumerate(spans)) > 0.999
     assert sentence_vectors_of(StoredChunk(Chunk("c", "d", 0, 30, "x" * 30, spans), "t", {})) == {}
+
+
+def test_how_much_asks_for_an_amount_of_the_thing_or_of_money():
+    cost = "How much does the Qosh Tepa canal cost?"
+    assert not supplies("number", "The Taliban is moving ahead with the 285-kilometre Qosh Tepa canal.", cost)
+    assert supplies("number", "The canal will cost 684 million US dollars.", cost)
+    wheat = "How much wheat does Kazakhstan export to Afghanistan?"
+    assert supplies("number", "Kazakhstan exported 2 million tonnes of wheat to Afghanistan.", wheat)
+    assert not supplies("number", "Over 40 trucks crossed; Kazakhstan also exports wheat.", "How much flour does it ship?")
