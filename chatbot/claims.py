@@ -4,8 +4,10 @@ the passages it cites.
 Claim checking (``check_claims``): the answer is split into sentences and each sentence's ``[n]``
 markers are parsed (markers to passages that were not in the prompt are dropped). A sentence's
 support against a cited passage is ``0.6 * cosine + 0.4 * lexical`` for the passage sentence that
-matches it best (cosine between MiniLM embeddings of the two sentences; lexical = share of the
-claim's stemmed content words found in that sentence), times 0.3 when a number of the claim does
+matches it best (cosine between MiniLM embeddings of the two sentences, the passage sentences'
+vectors being those stored at ingest that the extractive answerer ranks with, so only the claims
+are embedded; lexical = share of the claim's stemmed content words found in that sentence, a state
+named by its capital or demonym counting as the state, ``chatbot.extractive.terms_of``), times 0.3 when a number of the claim does
 not occur in the cited passage, and times 0.75 per capitalised name of the claim missing from that
 sentence and its neighbours (compared on their first five letters; at most halved). On 18
 hand-written claims about the seed article, the 9 true paraphrases scored 0.69–0.93 and the 9 false
@@ -27,8 +29,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from chatbot.extractive import terms_of
 from chatbot.retrieve import Passage
-from ingest.lexical import STOPWORDS, tokenize
+from ingest.lexical import STOPWORDS
 
 _MARKER = re.compile(r"\[\s*(?:passages?|sources?|p\.?)?\s*(\d+(?:\s*(?:,|;|and|&|-|–)\s*\d+)*)\s*\]", re.I)
 _MARKERS_AFTER_END = re.compile(r"([.!?]+)((?:\s*" + _MARKER.pattern + r")+)", re.I)
@@ -181,23 +184,31 @@ def passage_sentences(p: Passage, index: int) -> list[_Sentence]:
     for s, e in c.sentences or ((c.start, c.end),):
         text = c.text[s - c.start : e - c.start]
         if text.strip():
-            out.append(_Sentence(index, s, e, text, set(tokenize(text))))
+            out.append(_Sentence(index, s, e, text, terms_of(text)))
     return out
 
 
 def check_claims(drafts: Sequence[DraftSentence], passages: Sequence[Passage], embedder,
-                 config: SupportConfig = SupportConfig()) -> list[CheckedClaim]:
-    """Score every sentence of an answer against the passages it cites (see the module docstring)."""
+                 config: SupportConfig = SupportConfig(), sentence_vectors=None) -> list[CheckedClaim]:
+    """Score every sentence of an answer against the passages it cites (see the module docstring).
+    ``sentence_vectors`` (``chatbot.relevance.SentenceVectors``, the extractive answerer's): the
+    passages' sentence vectors stored at ingest, so only the claims are embedded; without it every
+    sentence is embedded here."""
     k = len(passages)
     sentences = {i: passage_sentences(p, i) for i, p in enumerate(passages, 1)}
     claims = [d for d in drafts]
     valid = [[n for n in d.markers if 1 <= n <= k] for d in claims]
-    # Embed each claim and every sentence of the passages that may be compared with it.
+    # Embed each claim; the vectors of every sentence of the passages that may be compared with it.
     needed = sorted({n for v in valid for n in v} | (set(sentences) if any(not v for v in valid) else set()))
     pool = [s for n in needed for s in sentences[n]]
-    vectors = embedder.embed_documents([d.text for d in claims] + [s.text for s in pool]) if claims else None
-    claim_vecs = vectors[: len(claims)] if vectors is not None else np.zeros((0, 1))
-    pool_vecs = vectors[len(claims):] if vectors is not None else np.zeros((0, 1))
+    if not claims:
+        claim_vecs = pool_vecs = np.zeros((0, 1))
+    elif sentence_vectors is not None:
+        claim_vecs = np.asarray(embedder.embed_documents([d.text for d in claims]), dtype=np.float32)
+        pool_vecs = sentence_vectors.of_spans([(passages[s.passage - 1], s.start, s.end, s.text) for s in pool])
+    else:
+        vectors = embedder.embed_documents([d.text for d in claims] + [s.text for s in pool])
+        claim_vecs, pool_vecs = vectors[: len(claims)], vectors[len(claims):]
     where = {id(s): j for j, s in enumerate(pool)}
     passage_text_of = {i: p.chunk.chunk.text for i, p in enumerate(passages, 1)}
 
@@ -206,7 +217,7 @@ def check_claims(drafts: Sequence[DraftSentence], passages: Sequence[Passage], e
         if is_refusal(d.text):
             out.append(CheckedClaim(d.text, [], 0.0, False, refusal=True, vector=vec))
             continue
-        tokens = set(tokenize(d.text))
+        tokens = terms_of(d.text)
         nums = numbers_in(d.text)
         names = names_in(d.text)
 

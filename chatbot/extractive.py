@@ -1,14 +1,19 @@
 """The default answerer: no LLM, offline, deterministic.
 
 1. Every sentence of the retrieved passages is a candidate (deduplicated across overlapping chunks).
-2. Each is scored against the question: IDF-weighted coverage of the question's terms by the
-   sentence (plus, at half weight, by its neighbours and its document title), the rank of its
-   passage, and a small bonus when the sentence has the kind of token the question asks for
-   (a number for "how many", a date for "when", a name for "who").
-3. The best sentence, and up to three more that score close to it, are quoted in document order,
-   each followed by its ``[n]`` marker. Each citation is the exact sentence span.
-4. If the best sentence is too weak (see ``SupportPolicy``), the answer is "The sources don't
-   say …", and the closest sentences are returned as nearest evidence instead of citations.
+2. Each is scored against the question: its MiniLM cosine to the question (vectors stored at
+   ingest, ``chatbot.relevance``), IDF-weighted coverage of the question's terms by the sentence
+   (plus, at half weight, by its neighbours and its document title; a state named by its capital
+   or demonym counts as the state), the rank of its passage, and a small bonus when the sentence
+   has the kind of token the question asks for (a number for "how many", a date for "when", a
+   name for "who", a stated cause for "why", reported speech for a question about an actor's
+   position).
+3. The best sentence, and up to three more that score close to it, are quoted best first, each
+   followed by its ``[n]`` marker (for a number or date question, only runners-up that give one).
+   Each citation is the exact sentence span.
+4. Whether that answers the question is the judge's call (``chatbot.judge``, ``SupportPolicy`` in
+   chatbot.service): answered, partial ("The sources don't say exactly that. What they say: …"),
+   or "The sources don't say …" with the closest sentences as nearest evidence.
 """
 from __future__ import annotations
 
@@ -33,6 +38,15 @@ _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
 _CAUSE = re.compile(r"\b(?:because|due to|owing to|as a result|thanks to|in order to|so that|so as to|therefore|hence|"
                     r"factors?|reasons?|motives?|motivat\w*|driven by|caused by|results? (?:of|from)|aim(?:s|ed)? (?:to|at)|"
                     r"seek(?:s|ing)? to|in exchange for)\b", re.I)
+# A question about an actor's position ("What is Kazakhstan's official line on ...", "How does X view
+# ...", "What does X want", "What are Dushanbe's demands") and a sentence that reports what someone
+# said or holds (reported speech: a verb of saying, or a quotation)
+_POSITION = re.compile(r"^(?:what (?:is|are|was|were) [\w’'\s-]*?\b(?:line|position|stance|view|views|approach|attitude|"
+                       r"policy|demands|conditions|positions)\b|how (?:does|do|did) .+ \b(?:see|view|regard|perceive)\b|"
+                       r"what (?:does|do|did) .+ \b(?:say|want|think|argue|demand|claim|believe)\b|"
+                       r"what (?:argument|arguments|demands|conditions|case)\b)", re.I)
+_REPORTED = re.compile(r"\b(?:said|says|saying|stated|states|told|insists?|insisted|argued?|argues|claims?|claimed|"
+                       r"called|warned|according to)\b|[“”\"]", re.I)
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,8 @@ class QuestionProfile:
         terms = {t: index.idf(t) for t in question_terms(question)}
         total = sum(terms.values()) or 1.0
         absent = sum(w for t, w in terms.items() if not index.contains(t)) / total
-        kind = answer_type(question) or ("reason" if asks_for(question) == "reason" else None)
+        kind = answer_type(question) or ("reason" if asks_for(question) == "reason" else None) or (
+            "position" if _POSITION.match(" ".join(question.split())) else None)
         return cls(terms, kind, absent)
 
 
@@ -158,6 +173,8 @@ def _type_match(kind: str | None, text: str) -> bool:
         return bool(_NAME.search(text))
     if kind == "reason":
         return bool(_CAUSE.search(text))
+    if kind == "position":
+        return bool(_REPORTED.search(text))
     return False
 
 

@@ -41,6 +41,7 @@ class LLMAnswerer:
     config: LLMConfig
     embedder: Any = None
     page_of: Any = None  # callable(doc_id, start) -> page | None, set by attach()
+    sentence_vectors: Any = None  # chatbot.relevance.SentenceVectors of the service, set by attach()
     client: ChatClient | None = None  # built from config unless given (e.g. sharing a llama.cpp server)
 
     def __post_init__(self) -> None:
@@ -66,9 +67,11 @@ class LLMAnswerer:
         return SupportConfig(min_support=self.config.min_support)
 
     def attach(self, service) -> None:
-        """Share the service's embedder and page lookup (called by ``QAService``)."""
+        """Share the service's embedder, stored sentence vectors and page lookup (called by ``QAService``)."""
         if self.embedder is None:
             self.embedder = service.embedder
+        if self.sentence_vectors is None:
+            self.sentence_vectors = getattr(service, "sentences", None)
         if self.page_of is None:
             self.page_of = getattr(service, "page_at", None)
 
@@ -132,7 +135,7 @@ class LLMAnswerer:
                raw: str) -> Answer:
         """Check the model's raw answer against ``passages`` and build the ``Answer``."""
         drafts = split_claims(raw)
-        checked = check_claims(drafts, passages, self._embedder(), self.support)
+        checked = check_claims(drafts, passages, self._embedder(), self.support, self.sentence_vectors)
         if any(c.supported for c in checked) and self.relevance(standalone, checked) < self.support.min_relevance:
             # True to the passages but beside the question (e.g. the title copied out): no answer.
             checked = [replace(c, supported=False, matches=[]) for c in checked]

@@ -118,6 +118,24 @@ def question_names(question: str) -> set[str]:
     return names
 
 
+def name_groups(question: str) -> list[str]:
+    """The question's names as written, consecutive capitalised words together ("Soviet Union"),
+    and its figures: a name counts as known when one of its words is in the index."""
+    groups: list[list[str]] = []
+    last_end = -2
+    for m in _CAPITAL.finditer(question):
+        w = _norm(m.group())
+        if m.start() == 0 or w in _QUESTION_WORDS or w in STOPWORDS:
+            last_end = -2
+            continue
+        if groups and question[last_end:m.start()].strip() == "":
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+        last_end = m.end()
+    return [" ".join(g) for g in groups] + [m.group().lower() for m in re.finditer(r"\d+(?:[.,]\d+)*", question)]
+
+
 _UNITS = {  # what a "how long / far / old ..." answer is measured in
     "long": r"km|kilomet\w*|miles?|met(?:re|er)s?|feet|foot|inch\w*|yards?|years?|months?|weeks?|days?|hours?|"
             r"minutes?|seconds?|decades?|centur\w*",
@@ -214,7 +232,7 @@ def features(question: str, profile, ranked: Sequence, window_text: str, index,
     missing = [w for t, w in terms.items() if t not in window_stems]
     names = question_names(question)
     max_idf = index.idf("\u2205")
-    unknown = [n for n in names if (toks := tokenize(n)) and not any(index.contains(t) for t in toks)]
+    unknown = [n for n in name_groups(question) if (toks := tokenize(n)) and not any(index.contains(t) for t in toks)]
     lower = window_text.lower()
     names_missing = (sum(not _present(n, lower, window_stems) for n in names) / len(names)) if names else 0.0
     own_stems, own_lower = set(tokenize(best.text)), best.text.lower()

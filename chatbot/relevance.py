@@ -31,21 +31,27 @@ class SentenceVectors:
 
     def of(self, candidates: Sequence) -> np.ndarray:
         """One unit vector per candidate (``chatbot.extractive.Candidate``), in order."""
-        out = np.zeros((len(candidates), self.embedder.dimension), dtype=np.float32)
+        return self.of_spans([(c.passage, c.start, c.end, c.text) for c in candidates])
+
+    def of_spans(self, spans: Sequence[tuple]) -> np.ndarray:
+        """One unit vector per ``(passage, start, end, text)`` sentence span, in order (the claim
+        checks of chatbot.generative use it too)."""
+        out = np.zeros((len(spans), self.embedder.dimension), dtype=np.float32)
         missing: dict[str, list[int]] = {}
         stored_by_chunk: dict[str, dict[tuple[int, int], np.ndarray]] = {}
-        for i, c in enumerate(candidates):
-            stored = stored_by_chunk.get(c.passage.chunk.chunk.chunk_id)
+        for i, (passage, start, end, text) in enumerate(spans):
+            chunk_id = passage.chunk.chunk.chunk_id
+            stored = stored_by_chunk.get(chunk_id)
             if stored is None:
-                stored = stored_by_chunk[c.passage.chunk.chunk.chunk_id] = sentence_vectors_of(c.passage.chunk)
-            vec = stored.get((c.start, c.end))
+                stored = stored_by_chunk[chunk_id] = sentence_vectors_of(passage.chunk)
+            vec = stored.get((start, end))
             if vec is None:
                 with self._lock:
-                    vec = self._cache.get(c.text)
+                    vec = self._cache.get(text)
                     if vec is not None:
-                        self._cache.move_to_end(c.text)
+                        self._cache.move_to_end(text)
             if vec is None:
-                missing.setdefault(c.text, []).append(i)
+                missing.setdefault(text, []).append(i)
             else:
                 out[i] = vec
         if missing:

@@ -145,3 +145,13 @@ def test_runners_up_of_a_date_question_must_give_a_date():
     chosen = select(ranked, ExtractiveConfig(keep_ratio=0.0), question=question)
     assert [c.text for c in chosen] == ["The Taliban took power in August 2021."]
     assert len(select(ranked, ExtractiveConfig(keep_ratio=0.0))) == 3
+
+
+def test_position_questions_prefer_reported_speech():
+    passages, chunks = _passages("Kazakhstan hosts Taliban diplomats in Astana. “Hosting Taliban diplomats is "
+                                 "not recognition,” said a Kazakhstan spokesperson.")
+    profile = QuestionProfile.of("What is Kazakhstan's official line on hosting Taliban diplomats?", _index(chunks))
+    assert profile.kind == "position"
+    ranked = score_candidates(profile, candidates(passages))
+    assert ranked[0].text.startswith("“Hosting") and ranked[0].type_match
+    assert QuestionProfile.of("What is the capital of Kazakhstan?", _index(chunks)).kind is None

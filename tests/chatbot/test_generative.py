@@ -204,9 +204,30 @@ def test_claim_checker_separates_true_and_false_claims(seed_service, checker):
         for question, claim in rows:
             passages = evidence_passages(seed_service, question, 4)
             checked = check_claims([DraftSentence(claim, [1, 2, 3, 4])], passages, checker.embedder,
-                                   checker.support)[0]
+                                   checker.support, seed_service.sentences)[0]
             scores[claim] = (expected, round(checked.support, 3), checked.supported)
     assert all(expected == supported for expected, _, supported in scores.values()), scores
+
+
+def test_claim_checks_use_the_sentence_vectors_stored_at_ingest(seed_service, checker):
+    """Only the claims are embedded; the passages' sentences use their stored vectors, which agree
+    with embedding them now (int8-rounded: within 0.01 of support)."""
+    embedded: list[str] = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.dimension = inner, inner.dimension
+
+        def embed_documents(self, texts):
+            embedded.extend(texts)
+            return self.inner.embed_documents(texts)
+
+    passages = evidence_passages(seed_service, "Who offered sanctuary to Ahmad Massoud?", 3)
+    claims = [DraftSentence("Rahmon offered sanctuary to Ahmad Massoud.", [1, 2, 3])]
+    stored = check_claims(claims, passages, Counting(checker.embedder), checker.support, seed_service.sentences)[0]
+    assert embedded == [claims[0].text] and seed_service.sentences.computed == 0
+    fresh = check_claims(claims, passages, checker.embedder, checker.support)[0]
+    assert stored.supported and fresh.supported and abs(stored.support - fresh.support) < 0.01
 
 
 def test_checked_answer_renumbers_citations_drops_bad_markers_and_flags(seed_service, checker):

@@ -131,3 +131,11 @@ def test_how_much_asks_for_an_amount_of_the_thing_or_of_money():
     wheat = "How much wheat does Kazakhstan export to Afghanistan?"
     assert supplies("number", "Kazakhstan exported 2 million tonnes of wheat to Afghanistan.", wheat)
     assert not supplies("number", "Over 40 trucks crossed; Kazakhstan also exports wheat.", "How much flour does it ship?")
+
+
+def test_names_are_grouped_so_one_known_word_makes_a_name_known():
+    from chatbot.judge import name_groups
+
+    assert name_groups("When did the Soviet Union invade Afghanistan in 1979?") == ["soviet union", "afghanistan",
+                                                                                   "1979"]
+    assert name_groups("When will the TAPI gas pipeline be finished?") == ["tapi"]
