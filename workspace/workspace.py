@@ -8,6 +8,7 @@ markup: HTML lives in ``workspace/ui/render.py``.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -136,6 +137,15 @@ class Workspace:
             draft += str(item)
             yield draft
         raise QAError("The answerer stopped without an answer: try again, or switch to extractive mode.")
+
+    def more_evidence(self, session: Session, options: AskOptions) -> tuple[str, AskOptions]:
+        """The latest question (as it was understood, standalone) and ``options`` with twice the
+        passages it was answered from; the quoting budget grows with them (``QAService._quoting``)."""
+        if not session.turns:
+            raise QAError("Ask a question first: “More evidence” asks the latest question again with more passages.")
+        last = session.turns[-1]
+        k = last.options.top_k or self.service.retriever.config.top_k
+        return last.answer.standalone_question or last.question, replace(options, top_k=min(100, 2 * k))
 
     @staticmethod
     def options(mode: str | None, top_k: float | int | None, sources: Sequence[str] | None = None,

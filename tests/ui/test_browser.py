@@ -129,6 +129,18 @@ def test_near_miss_question_is_partial_with_what_the_sources_say(ui):
     ui.shot("partial")
 
 
+def test_more_evidence_asks_again_and_quotes_more(ui):
+    ui.ask(WHY_Q)
+    first = ui.last_answer().locator("button.qa-cite").count()
+    ui.page.click("#qa-more")
+    ui.page.wait_for_function("() => document.querySelectorAll('.qa-transcript .qa-turn .qa-a:not(.qa-pending)')"
+                              ".length > 1", timeout=180_000)
+    assert ui.page.locator(".qa-transcript .qa-turn").count() == 2
+    assert WHY_Q in ui.page.locator(".qa-transcript .qa-turn").last.inner_text()
+    assert ui.last_answer().locator("button.qa-cite").count() > first
+    ui.shot("more-evidence")
+
+
 def test_follow_up_uses_the_conversation(ui):
     ui.ask(SANCTUARY_Q)
     ui.ask("What does the 2006 ruling designate?")

@@ -75,3 +75,14 @@ def test_exports_go_to_the_browsers_folder_and_go_with_the_session(ui):
     assert ui.access.export_file(FileAccess.new_sid(), session.id, next(folder.iterdir()).name) is None
     ui._session_closed(session)
     assert not folder.exists()
+
+
+def test_more_evidence_asks_the_latest_question_again_with_twice_the_passages(ui):
+    session = Session()
+    (view,) = list(ui.more_evidence(session, "extractive", 8, [], [], "", "", request()))
+    assert "Ask a question first" in view[6] and not session.turns
+    list(ui.respond("Who keeps the Brelloway lighthouse?", session, "extractive", 4, [], [], "", "", request()))
+    *_, view = list(ui.more_evidence(session, "extractive", 4, [], [], "", "", request()))
+    first, again = session.turns
+    assert again.question == first.answer.standalone_question and again.options.top_k == 8
+    assert not view[6] and view[7]["question"] == first.answer.standalone_question

@@ -180,6 +180,7 @@ class WorkspaceUI:
                 with gr.Row(elem_classes="qa-tools-row"):
                     # scale=0 sizes a button to min_width (not to its text): the widths fit the labels.
                     self.new_btn = gr.Button("New conversation", size="sm", scale=0, min_width=125, elem_id="qa-new")
+                    self.more_btn = gr.Button("More evidence", size="sm", scale=0, min_width=110, elem_id="qa-more")
                     c.exports = gr.HTML("", elem_id="qa-exports", padding=False)
                 with gr.Accordion("Latest answer as JSON", open=False):
                     c.answer_json = gr.JSON(value=None, elem_id="qa-answer-json")
@@ -250,6 +251,7 @@ class WorkspaceUI:
         for panel in (c.transcript, c.evidence):
             panel.click(self.open_citation, [c.session], [c.evidence, c.source], api_visibility="private")
         self.new_btn.click(self.new_conversation, [c.session], ask_outputs, api_visibility="private")
+        self.more_btn.click(self.more_evidence, ask_inputs[1:], ask_outputs, api_visibility="private")
 
         c.upload.upload(self.on_upload, [c.upload, c.session], [c.upload_result, c.upload, c.timer, c.session],
                         api_visibility="private", show_progress_on=[c.upload])
@@ -309,9 +311,21 @@ class WorkspaceUI:
     def respond(self, question: str, session: Session | None, mode: str, top_k: float, sources: list[str] | None,
                 documents: list[str] | None, date_from: str, date_to: str, request: gr.Request):
         """Answer ``question`` in this session (follow-ups use its history)."""
+        yield from self._answer(session, request, lambda: (question, self.ws.options(mode, top_k, sources, documents,
+                                                                                      date_from, date_to)))
+
+    def more_evidence(self, session: Session | None, mode: str, top_k: float, sources: list[str] | None,
+                      documents: list[str] | None, date_from: str, date_to: str, request: gr.Request):
+        """Ask the latest question again with twice the passages, so the answer quotes more."""
+        session = self._session(session, request)
+        yield from self._answer(session, request, lambda: self.ws.more_evidence(
+            session, self.ws.options(mode, top_k, sources, documents, date_from, date_to)))
+
+    def _answer(self, session: Session | None, request: gr.Request, asked):
+        """``asked()`` -> (question, options); yields the views while it is answered."""
         session = self._session(session, request)
         try:
-            options = self.ws.options(mode, top_k, sources, documents, date_from, date_to)
+            question, options = asked()
             for item in self.ws.ask_stream(session, question, options):
                 if isinstance(item, str):  # the draft of a streaming (LLM) answer
                     draft = render.render_transcript(session, pending=clean_question(question), draft=item)
