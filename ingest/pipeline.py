@@ -19,12 +19,16 @@ recursively; hidden files are skipped):
 
 Public API (the CLI and the app use only this):
 
-- ``Ingestor(settings, embedder=None, store=None, progress=True, on_wait=None).run(paths, rebuild=False)``
+- ``Ingestor(settings, embedder=None, store=None, progress=True, on_wait=None, reader=None)``
+  ``.run(paths, rebuild=False)``
   -> ``IngestReport``; ``Ingestor.delete_document(doc_id)`` -> bool.
 - Both take the index's writer lock themselves (``ingest.lock``): one writer per index at a time,
   across processes (CLI ingest, the app's uploads and deletes) and threads. A second writer waits
   up to ``settings.lock_wait`` seconds (``on_wait`` gets one "Waiting for another writer (pid …,
   since …)" line; default: stderr), then raises ``IngestError`` naming the other writer.
+- A failure of one file (reading, parsing, cleaning, chunking; a limit; an unexpected error) is
+  that file's ``FileFailure`` in the report, and the run goes on. Files are read in a supervised
+  reader process (``ingest.reader``; ``reader=InProcessReader()`` reads in this process).
 - ``IngestError`` is for the run as a whole (bad settings, busy or incompatible index);
   ``IndexBusy`` (a subclass) when another writer held the lock too long.
 

@@ -6,6 +6,8 @@ import struct
 import zipfile
 import zlib
 
+from tests.ingest.helpers import pdf_bytes
+
 # 424 bytes that expand to 9**9 (387 million) strings when a YAML loader follows the aliases.
 YAML_ALIAS_BOMB = """---
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -56,18 +58,14 @@ def lie_about_size(archive: bytes, member: str, declared: int) -> bytes:
     header and central directory), its data unchanged: a zip bomb with a lying header."""
     data = bytearray(archive)
     name = member.encode()
-    pos = 0
-    while (pos := data.find(b"PK\x03\x04", pos)) >= 0:  # local file headers
-        n = struct.unpack_from("<H", data, pos + 26)[0]
-        if data[pos + 30 : pos + 30 + n] == name:
-            struct.pack_into("<I", data, pos + 22, declared)
-        pos += 4
-    pos = 0
-    while (pos := data.find(b"PK\x01\x02", pos)) >= 0:  # central directory entries
-        n = struct.unpack_from("<H", data, pos + 28)[0]
-        if data[pos + 46 : pos + 46 + n] == name:
-            struct.pack_into("<I", data, pos + 24, declared)
-        pos += 4
+    # (signature, offset of the name length, offset of the name, offset of the uncompressed size)
+    for signature, length_at, name_at, size_at in ((b"PK\x03\x04", 26, 30, 22), (b"PK\x01\x02", 28, 46, 24)):
+        pos = 0  # local file headers, then central directory entries
+        while (pos := data.find(signature, pos)) >= 0:
+            n = struct.unpack_from("<H", data, pos + length_at)[0]
+            if data[pos + name_at : pos + name_at + n] == name:
+                struct.pack_into("<I", data, pos + size_at, declared)
+            pos += 4
     return bytes(data)
 
 
@@ -82,12 +80,4 @@ def pdf_with_stream(raw: bytes) -> bytes:
         4: b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed) + packed + b"\nendstream",
         5: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     }
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = {}
-    for no in sorted(bodies):
-        offsets[no] = len(out)
-        out += b"%d 0 obj\n" % no + bodies[no] + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 6\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % offsets[n] for n in range(1, 6))
-    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
+    return pdf_bytes(bodies)

@@ -141,6 +141,11 @@ def make_pdf(pages: Sequence[Sequence[str]], title: str | None = None) -> bytes:
     if title:
         info_no = font_no + 1
         bodies[info_no] = f"<< /Title ({esc(title)}) >>".encode("latin-1")
+    return pdf_bytes(bodies, f" /Info {info_no} 0 R" if info_no else "")
+
+
+def pdf_bytes(bodies: dict[int, bytes], trailer_extra: str = "") -> bytes:
+    """A PDF file of the numbered object ``bodies`` (1 is the catalog), with a correct xref table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = {}
     for no in sorted(bodies):
@@ -151,7 +156,7 @@ def make_pdf(pages: Sequence[Sequence[str]], title: str | None = None) -> bytes:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % size
     for no in range(1, size):
         out += b"%010d 00000 n \n" % offsets[no]
-    trailer = f"<< /Size {size} /Root 1 0 R" + (f" /Info {info_no} 0 R" if info_no else "") + " >>"
+    trailer = f"<< /Size {size} /Root 1 0 R{trailer_extra} >>"
     out += b"trailer\n" + trailer.encode() + b"\nstartxref\n%d\n%%%%EOF\n" % xref
     return bytes(out)
 

@@ -29,6 +29,23 @@ def article(title: str, extra_front: str = "", body: str = BODY) -> str:
     return f"---\ntitle: {title}\n{extra_front}---\n{body}"
 
 
+def folder_of(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def run_own_reader(settings: Settings, folder: Path, **limits):
+    """A run with its own reader process under ``limits`` (closed afterwards)."""
+    reader = ChildReader()
+    try:
+        return run(settings.with_(limits=Limits(**limits)), folder, reader=reader)[1]
+    finally:
+        reader.close()
+
+
 def run(settings: Settings, *paths: Path, reader=None):
     ingestor = Ingestor(settings, embedder=FakeEmbedder(), progress=False, reader=reader)
     return ingestor, ingestor.run(list(paths))
@@ -183,44 +200,36 @@ def test_one_bad_file_never_stops_the_run(tmp_path, settings, caplog, big_docx_b
 
 
 def test_a_file_over_its_time_budget_is_stopped_and_the_run_goes_on(tmp_path, settings):
-    folder = tmp_path / "articles"
-    folder.mkdir()
-    (folder / "a-slow.md").write_text(article("Slow", "boilerplate: ['re:(a|a)+$']\n", "a" * 60 + "!\n\n" + BODY))
-    (folder / "b-good.md").write_text(article("Good"))
-    limits = Limits(file_timeout=1.5, regex_timeout=600)  # the regex budget would allow ten minutes
-    reader = ChildReader()
-    try:
-        started = time.monotonic()
-        _, report = run(settings.with_(limits=limits), folder, reader=reader)
-        assert time.monotonic() - started < 120
-    finally:
-        reader.close()
+    folder = folder_of(tmp_path, {
+        "a-slow.md": article("Slow", "boilerplate: ['re:(a|a)+$']\n", "a" * 60 + "!\n\n" + BODY),
+        "b-good.md": article("Good"),
+    })
+    started = time.monotonic()
+    report = run_own_reader(settings, folder, file_timeout=1.5, regex_timeout=600)  # regex: ten minutes
+    assert time.monotonic() - started < 120
     assert failures(report) == {"a-slow.md": "reading it took longer than 1.5 s (QA_FILE_TIMEOUT); it was stopped"}
     assert report.added == 1  # b-good.md, read by a fresh reader process
 
 
 def test_a_file_over_its_memory_budget_fails_alone(tmp_path, settings):
-    folder = tmp_path / "articles"
-    folder.mkdir()
-    (folder / "a-huge.txt").write_text(("Lots of words in one huge file. " * 8 + "\n\n") * 100_000)  # 24 MB
-    (folder / "b-good.md").write_text(article("Good"))
-    reader = ChildReader()
-    try:
-        _, report = run(settings.with_(limits=Limits(file_memory_mb=256)), folder, reader=reader)
-    finally:
-        reader.close()
+    folder = folder_of(tmp_path, {
+        "a-huge.txt": ("Lots of words in one huge file. " * 8 + "\n\n") * 100_000,  # 24 MB
+        "b-good.md": article("Good"),
+    })
+    report = run_own_reader(settings, folder, file_memory_mb=256)
     assert failures(report) == {"a-huge.txt": "reading it needs more than 256 MB of memory (QA_FILE_MEMORY_MB)"}
     assert report.added == 1
 
 
 def test_a_crashed_reader_fails_that_file_only(tmp_path, settings):
-    folder = tmp_path / "articles"
-    folder.mkdir()
-    (folder / "a-victim.md").write_text(article("Victim", "boilerplate: ['re:(a|a)+$']\n", "a" * 60 + "!\n\n" + BODY))
-    (folder / "b-good.md").write_text(article("Good"))
+    folder = folder_of(tmp_path, {
+        "a-victim.md": article("Victim", "boilerplate: ['re:(a|a)+$']\n", "a" * 60 + "!\n\n" + BODY),
+        "b-good.md": article("Good"),
+    })
     reader = ChildReader()
     ingestor = Ingestor(settings.with_(limits=Limits(regex_timeout=600)), embedder=FakeEmbedder(), progress=False,
                         reader=reader)
+
     def cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -249,10 +258,7 @@ def test_a_crashed_reader_fails_that_file_only(tmp_path, settings):
 
 
 def test_file_size_limit(tmp_path, settings):
-    folder = tmp_path / "articles"
-    folder.mkdir()
-    (folder / "big.md").write_text(article("Big", body=BODY * 20_000))  # ~2 MB
-    (folder / "good.md").write_text(article("Good"))
+    folder = folder_of(tmp_path, {"big.md": article("Big", body=BODY * 20_000), "good.md": article("Good")})  # 2 MB
     _, report = run(settings.with_(limits=Limits(max_file_mb=1)), folder)
     assert failures(report) == {"big.md": "file is too large (2 MB; at most 1 MB, QA_MAX_FILE_MB)"}
     assert report.added == 1
