@@ -52,8 +52,8 @@ class Limits:
         values = {}
         for key, name in cls.ENV.items():
             if env.get(key):
-                kind = int if name in ("file_memory_mb", "max_meta_chars") else float
-                values[name] = (_int if kind is int else _float)(key, env[key])
+                parse = _int if name in ("file_memory_mb", "max_meta_chars") else _float
+                values[name] = parse(key, env[key])
         return cls(**values)
 
     def to_dict(self) -> dict:
