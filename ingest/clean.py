@@ -112,7 +112,8 @@ class _Patterns:
             remaining = self.budget - self.spent
             started = time.thread_time()
             try:
-                # concurrent=True: matching releases the GIL, so other threads (the app) keep running.
+                # concurrent=True: matching releases the GIL (other threads keep running when files are
+                # read in-process; normally they are read in a separate process, ingest.reader).
                 found = rx.search(paragraph, timeout=max(remaining, 1e-3), concurrent=True)
             except TimeoutError:
                 raise BadFile(

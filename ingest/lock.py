@@ -108,7 +108,6 @@ class _FileLock:
 
     def __init__(self, settings: Settings) -> None:
         self.path = Path(settings.index_dir) / LOCK_FILE
-        self.location = str(settings.index_dir)
         self._fd: int | None = None
 
     def try_acquire(self, holder: Holder) -> bool:
@@ -266,7 +265,7 @@ class _Lease:
             self._lost = self._renew_error or "the lease was not renewed in time"
         if self._lost is not None:
             raise IngestError(
-                f"Stopped writing to {self.location}: {self._lost}. Nothing written so far is lost; "
+                f"Stopped writing to {self.location}: {self._lost}. Documents finished so far are kept; "
                 "run the same command again to finish."
             )
 
