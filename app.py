@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
+
+from ingest.environment import prepare_process
 
 EPILOG = """\
 On start, the corpus folder is ingested incrementally: a missing index is built (with a progress
@@ -66,9 +67,7 @@ def ensure_index(ingestor, corpus: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("GRADIO_ANALYTICS_ENABLED", "False"),
-                       ("ANONYMIZED_TELEMETRY", "False")):
-        os.environ.setdefault(key, value)
+    prepare_process()  # before anything imports torch, ONNX Runtime or gradio
     from chatbot.generative import llm_from_settings
     from chatbot.service import QAService
     from chatbot.types import QAError

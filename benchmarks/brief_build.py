@@ -37,11 +37,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH, RESULTS_DIR, ROOT, command_line, loadavg, machine_info, require, update_results  # noqa: E402
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+from common import (  # noqa: E402
+    BENCH, RESULTS_DIR, ROOT, command_line, loadavg, machine_info, prepare_env, require, update_results,
+)
 
 COLLECTIONS = {"corpus": ROOT / "corpus", "xquad": BENCH / "xquad_dev" / "corpus"}
 
@@ -116,6 +114,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "brief_build.json")
     args = parser.parse_args()
+    prepare_env()
     from ingest.store import embedder_for
     from ingest.settings import Settings
 

@@ -1,4 +1,6 @@
-"""Small helpers shared by the benchmark scripts: paths, data readers, machine info, results files."""
+"""Helpers shared by the benchmark scripts: paths, data readers, the process set-up and the record of
+a run (machine, load, results files). The cached benchmark indexes: ``bench_index.py``; the app and
+Chroma server processes benchmarks start: ``servers.py``."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +9,10 @@ import json
 import os
 import platform
 import shlex
+import socket
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,10 +26,31 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def prepare_env() -> str | None:
+    """A benchmark's entry-point set-up, first thing in ``main()``: the project's process defaults
+    (``ingest.environment.prepare_process``) and quiet tokenizers. Returns the caller's own
+    ``OMP_WAIT_POLICY`` (None when unset), read before the default is set."""
+    from ingest.environment import prepare_process
+
+    caller_omp = os.environ.get("OMP_WAIT_POLICY")
+    prepare_process()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return caller_omp
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def require(path: Path) -> Path:
     if not path.exists():
         raise SystemExit(f"benchmark data not found: {path} (expected ../shared/bench beside the project)")
     return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(require(path), encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def ag_news(limit: int | None = None) -> Iterator[tuple[str, str, str]]:
@@ -48,9 +74,7 @@ def scifact_corpus(limit: int | None = None) -> list[dict]:
 
 
 def scifact_queries() -> dict[str, str]:
-    with open(require(BENCH / "scifact" / "queries.jsonl"), encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return {str(r["_id"]): r["text"] for r in rows}
+    return {str(r["_id"]): r["text"] for r in read_jsonl(BENCH / "scifact" / "queries.jsonl")}
 
 
 def scifact_qrels() -> dict[str, dict[str, int]]:
@@ -144,3 +168,54 @@ def update_results(path: Path, key: str, result: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default)."""
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------- one run
+def uptime_load() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+@dataclass
+class Run:
+    """One measuring run (latency.py, cold_start.py, load.py): the caller's ``OMP_WAIT_POLICY``
+    (part of the results key: PyTorch's OpenMP threads spin-wait unless told otherwise) and the
+    machine's load when it started (the machine is shared)."""
+
+    caller_omp: str | None
+    uptime: str
+    load: list[float] | None
+
+    @classmethod
+    def start(cls) -> "Run":
+        """Set up the process (``prepare_env``) and note the machine's state."""
+        run = cls(prepare_env(), uptime_load(), loadavg())
+        say(f"start: {run.uptime}")
+        return run
+
+    def record(self, name: str, key: str, figures: dict[str, Any], **env: Any) -> None:
+        """Keep the run in benchmarks/results/<name>.json (latest per configuration ``key``, with
+        date, command, CPU and load) and print the figures as the last stdout line."""
+        figures["env"] = {"OMP_WAIT_POLICY_set_by_caller": self.caller_omp, **env}
+        key += f",OMP_WAIT_POLICY={self.caller_omp}" if self.caller_omp else ""
+        context = {"date": now_iso(), "command": command_line(), **machine(), "uptime_at_start": self.uptime,
+                   "load_at_start": self.load, "load_at_end": loadavg()}
+        path = RESULTS_DIR / f"{name}.json"
+        update_results(path, key, {"figures": figures, **context})
+        say(f"written to {path}")
+        print(json.dumps(figures))

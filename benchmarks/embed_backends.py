@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,12 +35,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    CACHE_DIR, RESULTS_DIR, command_line, loadavg, machine_info, scifact_corpus, scifact_qrels, scifact_queries,
-    update_results,
+    CACHE_DIR, RESULTS_DIR, command_line, loadavg, machine_info, prepare_env, scifact_corpus, scifact_qrels,
+    scifact_queries, update_results,
 )
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
@@ -87,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="re-embed the SciFact corpus")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "embed_backends.json")
     args = parser.parse_args(argv)
+    prepare_env()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if "torch" not in backends:
         backends.insert(0, "torch")  # the reference

@@ -29,18 +29,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, ag_news, command_line, loadavg, machine_info, markdown_file, scifact_corpus, update_results  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS_DIR, ag_news, command_line, loadavg, machine_info, markdown_file, prepare_env, scifact_corpus, update_results,
+)
 from ingest.embed import BACKENDS, DEFAULT_BACKEND  # noqa: E402  (common puts the project on sys.path)
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def write_corpus(folder: Path, limit: int | None) -> int:
@@ -184,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="embedding batch size (default: the settings')")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "ingest_speed.json", help="results file to update")
     args = parser.parse_args(argv)
+    prepare_env()
 
     result = run(args.limit, args.backend, args.batch_size)
     record = {**result, "machine": machine_info(), "command": command_line()}

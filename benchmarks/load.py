@@ -2,7 +2,7 @@
 
     python benchmarks/load.py [--sessions 20] [--seconds 60] [--json] [--url http://127.0.0.1:PORT/ | --chunks N]
 
-Starts ``python app.py`` on 127.0.0.1 with the cached 10,000-chunk index of benchmarks/latency.py
+Starts ``python app.py`` on 127.0.0.1 with the cached 10,000-chunk index of benchmarks/bench_index.py
 (``--chunks`` picks another; ``--url`` uses an app that is already running, on this machine only),
 then runs ``--sessions`` threads, each with its own ``gradio_client.Client`` (so its own Gradio
 session and its own ``gr.State`` conversation on the server), for ``--seconds`` (a bounded loop: no
@@ -46,9 +46,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import latency  # noqa: E402
-from cold_start import answer_json, client, error_html, respond_args, start_app, transcript_html  # noqa: E402
-from latency import BENCH, loadavg, percentile, record, say, uptime_load  # noqa: E402
+from bench_index import ensure_index  # noqa: E402
+from common import BENCH, Run, loadavg, percentile, read_jsonl, say  # noqa: E402
+from servers import answer_json, client, error_html, respond_args, start_app, transcript_html  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------- questions
@@ -63,7 +63,7 @@ def question_pairs() -> list[Pair]:
     same article>?" as its follow-up."""
     from chatbot.conversation import _names
 
-    rows = latency._jsonl(BENCH / "xquad_dev" / "qa.jsonl")
+    rows = read_jsonl(BENCH / "xquad_dev" / "qa.jsonl")
     by_doc: dict[str, list[str]] = {}
     for r in rows:
         by_doc.setdefault(r["doc"], []).append(r["question"].strip())
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60, metavar="T")
     p.add_argument("--url", help="a running app on this machine (127.0.0.1/localhost only)")
     p.add_argument("--chunks", type=int, default=10_000, metavar="N",
-                   help="start the app on the cached N-chunk index of benchmarks/latency.py (default 10000)")
+                   help="start the app on the cached N-chunk index of benchmarks/bench_index.py (default 10000)")
     p.add_argument("--shared-client", action="store_true",
                    help="negative control: every thread shares ONE Client (one Gradio session), so the "
                         "isolation checks must report leaks")
@@ -253,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.sessions <= 200 or not 1 <= args.seconds <= 3600:
         p.error("--sessions must be 1..200 and --seconds 1..3600")
-    started_uptime, started_load = uptime_load(), loadavg()
-    say(f"start: {started_uptime}")
+    run = Run.start()
     app = None
     try:
         if args.url:
@@ -263,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 p.error("--url must be on this machine (127.0.0.1 or localhost)")
             url, target = args.url, args.url
         else:
-            index, _ = latency.ensure_index(args.chunks)
+            index, _ = ensure_index(args.chunks)
             app, c, up = start_app(index)
             say(f"app up in {up:.1f} s at {app.url}; warming up with one question")
             c.predict(*respond_args("Who is Aibek Smadiyarov?"), api_name="/respond")
@@ -280,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             app.stop()
     key = f"sessions={args.sessions},seconds={args.seconds:g}," + figures["target"] + (
         ",shared-client" if args.shared_client else "")
-    record("load", key, figures, started_uptime, started_load)
+    run.record("load", key, figures)
     return 0
 
 

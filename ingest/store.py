@@ -24,7 +24,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ingest.settings import Settings
-from ingest.types import Chunk, DocRecord, IndexBusy, IngestError, SourceDoc, StoredChunk
+# DocRecord, StoredChunk and SourceDoc are also imported from here by callers.
+from ingest.types import Chunk, DocRecord, IndexBusy, IngestError, SourceDoc, StoredChunk  # noqa: F401
 
 INDEX_FORMAT = 1
 _SYNC_ID = "__catch_up__"  # never a chunk id (those are hex digests)

@@ -1,18 +1,25 @@
 """Fixtures shared by every test package: the real model and a real index of corpus/, built once."""
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
+# Libraries that read the process environment when they load (OpenMP: OMP_WAIT_POLICY).
+NATIVE = ("torch", "onnxruntime", "sentence_transformers", "transformers", "gradio")
+NATIVE_AT_CONFIGURE = pytest.StashKey[list]()
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+def pytest_configure(config):
+    """The session's environment (offline, no telemetry, passive OpenMP), set like an entry point
+    sets it: before collection imports any test module, so before torch or ONNX Runtime loads."""
+    from ingest.environment import prepare_process
+
+    config.stash[NATIVE_AT_CONFIGURE] = [name for name in NATIVE if name in sys.modules]
+    prepare_process()
 
 
 @pytest.fixture(scope="session")
