@@ -5,21 +5,21 @@ Claim checking (``check_claims``): the answer is split into sentences and each s
 markers are parsed (markers to passages that were not in the prompt are dropped). A sentence's
 support against a cited passage is ``0.6 * cosine + 0.4 * lexical`` for the passage sentence that
 matches it best (cosine between MiniLM embeddings of the two sentences, the passage sentences'
-vectors being those stored at ingest that the extractive answerer ranks with, so only the claims
-are embedded; lexical = share of the claim's stemmed content words found in that sentence, a state
-named by its capital or demonym counting as the state, ``chatbot.extractive.terms_of``), times 0.3 when a number of the claim does
-not occur in the cited passage, and times 0.75 per capitalised name of the claim missing from that
-sentence and its neighbours (compared on their first five letters; at most halved). On 18
-hand-written claims about the seed article, the 9 true paraphrases scored 0.69–0.93 and the 9 false
-ones 0.10–0.52 (the highest, "Kazakhstan offered sanctuary to Ahmad Massoud", swaps who did what:
-similarity checks see that only through the names). A sentence without markers is checked against
-every passage and attributed to the best one when that supports it. Sentences below
+vectors being those stored at ingest that the extractive answerer ranks with, so only the claims are
+embedded; lexical = share of the claim's stemmed content words found in that sentence, a state named
+by its capital or demonym counting as the state, ``chatbot.extractive.terms_of``), times 0.3 when a
+number of the claim does not occur in the cited passage, and times 0.75 per capitalised name of the
+claim missing from that sentence and its neighbours (compared on their first five letters; at most
+halved). On 18 hand-written claims about the seed article, the 9 true paraphrases scored 0.67–0.92
+and the 9 false ones 0.10–0.52 (stored sentence vectors and aliases; 0.69–0.93 / 0.10–0.52 before) (the highest, "Kazakhstan offered sanctuary to Ahmad Massoud", swaps
+who did what: similarity checks see that only through the names). A sentence without markers is
+checked against every passage and attributed to the best one when that supports it. Sentences below
 ``QA_LLM_MIN_SUPPORT`` are ``supported=False``: their markers are removed and the text flags them
 "(unsupported)". Each citation quotes the best-matching *sentence* of the cited passage (an exact
-span of the stored document), and citations are renumbered 1..m in order of appearance. If the
-model says the sources don't say, or no sentence is supported, or the supported sentences are
-beside the question (cosine to the question below 0.25, e.g. a copied title), the answer is
-``supported=False`` with the extractive answerer's nearest evidence.
+span of the stored document), and citations are renumbered 1..m in order of appearance. If the model
+says the sources don't say, or no sentence is supported, or the supported sentences are beside the
+question (cosine to the question below 0.25, e.g. a copied title), the answer is ``supported=False``
+with the extractive answerer's nearest evidence.
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ class _Sentence:
     start: int  # document offsets
     end: int
     text: str
-    tokens: set[str]
+    tokens: frozenset[str]
 
 
 @dataclass

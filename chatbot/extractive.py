@@ -111,10 +111,12 @@ class Candidate:
 def _alias_forms() -> dict[str, list[tuple[str, str | None]]]:
     """First word -> (form, state or None), longest first: every capital and demonym of the
     gazetteer (chatbot/brief/data/states.tsv), and the names that merely contain one ("Indian
-    Ocean": None) or are a plural demonym ("Tajiks": people, not the state), which hide it. A dictionary lookup per capitalised word of a sentence is ~50×
-    faster than the gazetteer's one big regular expression (measured: 0.8 ms per sentence)."""
+    Ocean": None) or are a plural demonym ("Tajiks": people, not the state), which hide it. A
+    dictionary lookup per capitalised word finds the same mentions as the gazetteer's one big
+    regular expression, far faster (benchmarks/RESULTS.md, issue 10 round 2)."""
     gaz = default_gazetteer()
     forms: dict[str, list[tuple[str, str | None]]] = {}
+
     def plural(form: str, kind: str) -> bool:
         return kind == "demonym" and form.endswith("s") and gaz.forms.get(form[:-1], ("", ""))[1] == "demonym"
 
