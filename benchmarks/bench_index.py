@@ -36,6 +36,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +51,16 @@ JITTER = 0.1  # norm of the Gaussian jitter added to a reused (unit) vector: cos
 
 
 # ------------------------------------------------------------------------------------ documents
+@dataclass(eq=False, slots=True)
 class Item:
     """One document of the benchmark index: cleaned text, chunks, where its vectors come from."""
 
-    __slots__ = ("doc", "chunks", "path", "file_hash", "source_ids", "copy_of", "round")
-
-    def __init__(self, doc, chunks, path: str, file_hash: str, copy_of: "Item | None" = None, round_: int = 0):
-        self.doc = doc
-        self.chunks = chunks
-        self.path = path
-        self.file_hash = file_hash
-        self.copy_of = copy_of
-        self.round = round_
+    doc: Any  # ingest.types.SourceDoc
+    chunks: list  # its ingest.types.Chunk list
+    path: str  # the file path recorded for it
+    file_hash: str
+    copy_of: "Item | None" = None  # the original a perturbed copy reuses the vectors of
+    round: int = 0  # which round of copies
 
 
 def _item(path: Path, data: bytes, record_path: str | None = None) -> "Item | None":
@@ -180,7 +179,7 @@ def perturb(item: Item, round_: int) -> Item | None:
     if not chunks:
         return None
     path = f"{CACHE_DIR}/latency-sources/copies/{Path(item.path).name}#copy{round_}"  # never under corpus/
-    return Item(doc, chunks, path, hashlib.sha256(path.encode()).hexdigest()[:20], copy_of=item, round_=round_)
+    return Item(doc, chunks, path, hashlib.sha256(path.encode()).hexdigest()[:20], copy_of=item, round=round_)
 
 
 def plan(n: int, base: int) -> tuple[list[Item], list[Item]]:

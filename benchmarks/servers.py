@@ -14,6 +14,22 @@ from pathlib import Path
 from common import ROOT, free_port, peak_rss_mb
 
 
+def stop_process(proc: subprocess.Popen, *steps: tuple[int, float]) -> None:
+    """Stop a child: each (signal, seconds to wait) in turn while it runs, then SIGKILL."""
+    for sig, seconds in steps:
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=seconds)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 # ------------------------------------------------------------------------------------ the app
 def respond_args(question: str, mode: str = "extractive", top_k: int = 8) -> tuple:
     """Inputs of the ``/respond`` endpoint after the session ``gr.State`` (kept server-side per client):
@@ -108,18 +124,8 @@ class App:
         return peak_rss_mb(self.proc.pid) if self.proc is not None else None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, (signal.SIGINT, 15), (signal.SIGTERM, 10))
 
     def __enter__(self) -> "App":
         return self if self.proc is not None else self.start()
@@ -209,10 +215,5 @@ class ChromaServer:
         return peak_rss_mb(self.proc.pid) if self.proc is not None else None
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, (signal.SIGTERM, 20))
