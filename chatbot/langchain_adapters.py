@@ -79,7 +79,7 @@ class AnswerRunnable(Runnable[Any, Any]):
         self.as_json = as_json
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Answer | dict[str, Any]:
-        return self._call_with_config(self._answer, input, config, **kwargs)
+        return self._call_with_config(self._answer, input, config)
 
     def _answer(self, input: Any) -> Answer | dict[str, Any]:
         question, history, options = parse_input(input)

@@ -1,7 +1,7 @@
 """The interfaces between the Q&A core's stages, as ``typing.Protocol``s.
 
 - ``Retriever``: a question -> ranked ``Passage``s (``chatbot.retrieve.HybridRetriever``: dense +
-  BM25, fused).
+  BM25, fused). Also a LangChain ``BaseRetriever``: ``chatbot.langchain_adapters.PassageRetriever``.
 
 The store and embedder interfaces are in ``ingest.protocols`` (ingest never imports chatbot).
 """
