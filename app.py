@@ -42,18 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_auth(value: str | None) -> tuple[str, str] | None:
-    from chatbot.types import QAError
-
-    if not value:
-        return None
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise QAError("QA_AUTH must look like user:password (both non-empty).")
-    return user, password
-
-
-def ensure_index(ingestor, corpus: Path) -> None:
+def ensure_index(service, corpus: Path) -> None:
     """Bring the index up to date with ``corpus`` (incremental; cheap when nothing changed)."""
     from ingest.cli import summary
     from ingest.types import IngestError
@@ -61,34 +50,25 @@ def ensure_index(ingestor, corpus: Path) -> None:
     if not corpus.is_dir():
         raise IngestError(f"the corpus folder {corpus} does not exist (give --corpus DIR, or --no-ingest).")
     print(f"Checking {corpus} against the index…", file=sys.stderr, flush=True)
-    report = ingestor.run([corpus])
-    print(summary(report, ingestor.settings), file=sys.stderr, flush=True)
+    report = service.ingest([corpus], progress=True)
+    print(summary(report, service.settings), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prepare_process()  # before anything imports torch, ONNX Runtime or gradio
-    from chatbot.generative import llm_from_settings
     from chatbot.service import QAService
-    from chatbot.types import QAError
-    from workspace.settings import UploadLimits, upload_dir_from
+    from ingest.types import UserError
+    from workspace.settings import AppSettings
     from workspace.workspace import Workspace
-    from ingest.pipeline import Ingestor
-    from ingest.settings import Settings
-    from ingest.types import IngestError
 
     try:
-        settings = Settings.from_env(index_dir=args.index)
-        env = settings.extra
-        host = args.host or env.get("QA_HOST") or "127.0.0.1"
-        port = _port(str(args.port) if args.port is not None else env.get("QA_PORT") or "7860")
-        auth = parse_auth(env.get("QA_AUTH"))
-        limits = UploadLimits.from_env(env)
-        service = QAService(settings, llm=llm_from_settings(settings))
+        settings = AppSettings.from_env(index_dir=args.index, host=args.host, port=args.port)  # the tree, once
+        service = QAService.from_settings(settings.qa)
         if not args.no_ingest:
-            ensure_index(Ingestor(settings, embedder=service.embedder, progress=True), args.corpus)
+            ensure_index(service, args.corpus)
         service.open()
-    except (QAError, IngestError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -98,15 +78,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from workspace.ui.app import build_ui
 
-    workspace = Workspace(service, upload_dir_from(settings), limits, ingest_progress=True)
+    server = settings.server
+    workspace = Workspace(service, settings.upload_dir, settings.uploads, ingest_progress=True)
     ui = build_ui(workspace, llm_available=service.llm is not None)
-    if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
-        print(f"warning: listening on {host} without a login; set QA_AUTH=user:password.", file=sys.stderr)
-    print(f"Serving the workspace on http://{host}:{port} (Ctrl-C to stop).", file=sys.stderr, flush=True)
+    if not server.local and server.auth is None:
+        print(f"warning: listening on {server.host} without a login; set QA_AUTH=user:password.", file=sys.stderr)
+    print(f"Serving the workspace on http://{server.host}:{server.port} (Ctrl-C to stop).", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: shut down like Ctrl-C
     try:
         ui.demo.queue(default_concurrency_limit=2).launch(
-            server_name=host, server_port=port, show_error=False, quiet=True, **ui.launch_options(auth)
+            server_name=server.host, server_port=server.port, show_error=False, quiet=True,
+            **ui.launch_options(server.auth)
         )
     finally:
         ui.close()
@@ -115,18 +97,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def _port(value: str) -> int:
-    from chatbot.types import QAError
-
-    try:
-        port = int(value)
-    except ValueError:
-        raise QAError(f"QA_PORT must be a port number (got {value!r}).") from None
-    if not 1 <= port <= 65535:
-        raise QAError(f"the port must be between 1 and 65535 (got {port}).")
-    return port
 
 
 if __name__ == "__main__":

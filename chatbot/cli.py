@@ -8,9 +8,11 @@ from pathlib import Path
 
 from chatbot.brief import command as brief_command
 from chatbot.types import Answer, QAError
+from chatbot.retrieve import TOP_K_MAX, RetrievalConfig
+from chatbot.settings import QASettings
 from ingest.environment import prepare_process
-from ingest.settings import DEFAULT_INDEX, Settings
-from ingest.types import IngestError
+from ingest.settings import DEFAULT_INDEX
+from ingest.types import UserError
 
 EPILOG = f"""\
 Environment:
@@ -50,19 +52,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON output (ask: one object per question per line)")
     p.add_argument("--mode", choices=("extractive", "llm"), default=None,
                    help="answer mode (default: llm when QA_LLM is set, else extractive)")
-    p.add_argument("--top-k", type=int, default=None, metavar="N", help="passages to retrieve (default 8); more also quotes more evidence")
+    p.add_argument("--top-k", type=int, default=None, metavar="N",
+                   help=f"passages to retrieve (1 to {TOP_K_MAX}; default {RetrievalConfig.top_k}); more also quotes "
+                        "more evidence")
 
 
-def make_service(args) -> tuple:
+def make_service(args, settings: QASettings) -> tuple:
     from chatbot.service import AskOptions, QAService
-    from chatbot.generative import llm_from_settings
 
-    settings = Settings.from_env(index_dir=args.index)
-    llm = llm_from_settings(settings)
-    mode = args.mode or ("llm" if llm is not None else "extractive")
-    if mode == "llm" and llm is None:
+    mode = args.mode or ("llm" if settings.llm is not None else "extractive")
+    if mode == "llm" and settings.llm is None:
         raise QAError("--mode llm needs an LLM: set QA_LLM to openai, ollama or llamacpp (see --help).")
-    service = QAService(settings, llm=llm).open()
+    service = QAService.from_settings(settings).open()
     return service, AskOptions(mode=mode, top_k=args.top_k)
 
 
@@ -70,19 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prepare_process()  # before the model's libraries are imported
     try:
+        settings = QASettings.from_env(index_dir=args.index)  # the settings tree, once
         if args.command in brief_command.COMMANDS:
-            return brief_command.run(args)
-        if args.top_k is not None and not 1 <= args.top_k <= 100:
-            raise QAError(f"--top-k must be between 1 and 100 (got {args.top_k}).")
+            return brief_command.run(args, settings)
+        if args.top_k is not None and not 1 <= args.top_k <= TOP_K_MAX:
+            raise QAError(f"--top-k must be between 1 and {TOP_K_MAX} (got {args.top_k}).")
         if args.command == "ask":
-            return _ask(args)
-        return _eval(args)
-    except (QAError, IngestError) as exc:
+            return _ask(args, settings)
+        return _eval(args, settings)
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def _ask(args) -> int:
+def _ask(args, settings: QASettings) -> int:
     questions = list(args.questions)
     if args.file:
         try:
@@ -91,7 +93,7 @@ def _ask(args) -> int:
             raise QAError(f"cannot read {args.file}: {exc}") from None
     if not questions or not all(q.strip() for q in questions):
         raise QAError("The question is empty: give a QUESTION or --file QUESTIONS.txt.")
-    service, options = make_service(args)
+    service, options = make_service(args, settings)
     for question in questions:
         answer = service.answer(question, options=options)
         if args.json:
@@ -115,14 +117,14 @@ def render_text(answer: Answer) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _eval(args) -> int:
+def _eval(args, settings: QASettings) -> int:
     from chatbot.evaluate import load_items, score, table
 
     try:
         items = load_items(args.qa_file)
     except (OSError, ValueError) as exc:
         raise QAError(f"cannot read {args.qa_file}: {exc}") from None
-    service, options = make_service(args)
+    service, options = make_service(args, settings)
     answers = [service.answer(item.question, options=options).to_json() for item in items]
     texts: dict[str, str | None] = {}
 

@@ -24,17 +24,15 @@ _STOP_START = {"What", "Which", "Who", "Whom", "Whose", "When", "Where", "Why", 
                "Did", "Can", "The", "A", "An", "And", "In", "On", "Of"}
 
 
-def _last_user_question(history: Sequence) -> str | None:
-    for turn in reversed(list(history)):
-        user = turn[0] if isinstance(turn, (tuple, list)) else turn.get("user")
+def _last_user_question(history: Sequence[tuple[str, str]]) -> str | None:
+    for user, _ in reversed(list(history)):
         if user:
             return str(user).strip()
     return None
 
 
-def _last_answer(history: Sequence) -> str:
-    for turn in reversed(list(history)):
-        bot = turn[1] if isinstance(turn, (tuple, list)) else turn.get("assistant")
+def _last_answer(history: Sequence[tuple[str, str]]) -> str:
+    for _, bot in reversed(list(history)):
         if bot:
             return re.sub(r"\[\d+\]", "", str(bot)).strip()
     return ""
@@ -49,7 +47,7 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def condense(question: str, history: Sequence) -> str:
+def condense(question: str, history: Sequence[tuple[str, str]]) -> str:
     """Rewrite a follow-up as a standalone question (unchanged if it already stands alone)."""
     previous = _last_user_question(history)
     if not previous:

@@ -10,6 +10,7 @@ service then shows the extractive answer with a one-line notice.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,16 +19,19 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from chatbot.claims import CheckedClaim, Match, SupportConfig, check_claims, is_refusal, split_claims
-from chatbot.llm_client import ChatClient, LLMConfig, LLMUnavailable, check_provider, content_text, one_line
+from chatbot.llm_client import ChatClient, LLMConfig, LLMUnavailable, check_provider
 from chatbot.prompt import CONDENSE_PROMPT, build_messages, prompt_passages
 from chatbot.retrieve import Passage
+from chatbot.settings import QASettings
 from chatbot.types import NOT_IN_SOURCES, UNSUPPORTED_FLAG, Answer, Citation, Claim
 
+log = logging.getLogger(__name__)
 
-def llm_from_settings(settings, embedder=None) -> "LLMAnswerer | None":
-    """The configured answerer, or None when QA_LLM is not set. Checks the settings and the
-    packages now (``LLMConfigError``); models load and servers are contacted on first use."""
-    config = LLMConfig.from_settings(settings)
+
+def llm_from_settings(settings: QASettings, embedder=None) -> "LLMAnswerer | None":
+    """The configured answerer, or None when QA_LLM is not set. Checks the packages now
+    (``LLMConfigError``); models load and servers are contacted on first use."""
+    config = settings.llm
     if config is None:
         return None
     check_provider(config)
@@ -125,11 +129,7 @@ class LLMAnswerer:
         raw = "".join(pieces).strip()
         if not raw:
             raise LLMUnavailable(f"{self.client.where} returned an empty answer")
-        try:
-            answer = self.finish(question, standalone, chosen, fallback, raw)
-        except Exception as exc:  # never a traceback for the user: the service falls back
-            raise LLMUnavailable(f"checking the model's answer failed: {one_line(exc)}") from exc
-        yield answer
+        yield self.finish(question, standalone, chosen, fallback, raw)  # a bug here propagates
 
     def finish(self, question: str, standalone: str, passages: Sequence[Passage], fallback: Answer,
                raw: str) -> Answer:
@@ -150,6 +150,7 @@ class LLMAnswerer:
         parts: list[str] = []
         for c in checked:
             if c.refusal:
+                claims.append(Claim(c.text, (), round(c.support, 4), False, refusal=True))
                 parts.append(c.text)
                 continue
             numbers: list[int] = []
@@ -167,7 +168,8 @@ class LLMAnswerer:
                 parts.append(c.text + " " + " ".join(f"[{n}]" for n in numbers))
             else:
                 parts.append(f"{c.text} {UNSUPPORTED_FLAG}")
-        confidence = float(np.mean([c.support for c in claims])) if claims else 0.0
+        checked_claims = [c for c in claims if not c.refusal]
+        confidence = float(np.mean([c.support for c in checked_claims])) if checked_claims else 0.0
         return Answer(question=question, text=" ".join(parts), supported=True, citations=citations,
                       claims=claims, mode=self.mode, standalone_question=standalone, confidence=confidence)
 
@@ -181,12 +183,7 @@ class LLMAnswerer:
 
     def _citation(self, n: int, p: Passage, m: Match) -> Citation:
         chunk = p.chunk.chunk
-        page = None
-        if self.page_of is not None:
-            try:
-                page = self.page_of(chunk.doc_id, m.sentence.start)
-            except Exception:
-                page = None
+        page = self.page_of(chunk.doc_id, m.sentence.start) if self.page_of is not None else None
         return Citation(n=n, doc_id=chunk.doc_id, title=p.chunk.title, start=m.sentence.start,
                         end=m.sentence.end, quote=m.sentence.text, support=round(float(m.support), 4),
                         page=page, chunk_id=chunk.chunk_id)
@@ -201,7 +198,7 @@ class LLMAnswerer:
                       confidence=0.0)
 
     # ------------------------------------------------------------- conversation
-    def condense(self, question: str, history: Sequence) -> str | None:
+    def condense(self, question: str, history: Sequence[tuple[str, str]]) -> str | None:
         """The follow-up rewritten as a standalone question, or None (then the service uses its
         heuristic) when the LLM fails or returns something unusable."""
         turns = _turns(history)[-3:]
@@ -217,7 +214,8 @@ class LLMAnswerer:
                     "Standalone question:")
         try:
             text = self.generate([("system", CONDENSE_PROMPT), ("user", user_msg)])
-        except Exception:
+        except LLMUnavailable as exc:
+            log.warning("The LLM could not rewrite the follow-up (%s); using the heuristic", exc)
             return None
         text = (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
         text = re.sub(r"^(standalone question|question)\s*:\s*", "", text, flags=re.I).strip().strip('"“”')
@@ -226,18 +224,6 @@ class LLMAnswerer:
         return text
 
 
-def _turns(history: Sequence) -> list[tuple[str, str]]:
-    """(user, assistant) pairs from tuples, {"user", "assistant"} dicts or {"role", "content"} messages."""
-    out: list[tuple[str, str]] = []
-    for turn in history or ():
-        if isinstance(turn, (tuple, list)) and len(turn) >= 2:
-            out.append((str(turn[0] or ""), str(turn[1] or "")))
-        elif isinstance(turn, dict) and "role" in turn:
-            content = content_text(turn.get("content", ""))
-            if turn["role"] == "user":
-                out.append((content, ""))
-            elif turn["role"] == "assistant" and out:
-                out[-1] = (out[-1][0], content)
-        elif isinstance(turn, dict):
-            out.append((str(turn.get("user") or ""), str(turn.get("assistant") or "")))
-    return [(u, a) for u, a in out if u.strip()]
+def _turns(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (user, assistant) turns that have a question."""
+    return [(str(u or ""), str(a or "")) for u, a in history or () if str(u or "").strip()]

@@ -10,7 +10,7 @@ Providers (``QA_LLM``):
   through ``ChatOpenAI``; native code never runs in this process. Optional:
   ``pip install -r requirements-llm.txt``.
 
-Settings (read from ``Settings.extra``, i.e. the ``QA_*`` environment variables):
+Settings (``LLMConfig`` in ``chatbot/settings.py``, from the ``QA_*`` environment variables):
 
 ==================  ===========================================================================
 QA_LLM              openai | ollama | llamacpp (unset, ``none`` or ``off``: no LLM)
@@ -32,20 +32,19 @@ Failures (unreachable server, crashed llama.cpp process, timeout, model error) r
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
-from chatbot.types import QAError
+from chatbot.settings import PROVIDERS, LLMConfig, LLMConfigError
 
-PROVIDERS = ("openai", "ollama", "llamacpp")
+log = logging.getLogger(__name__)
+
+
 INSTALL_HINT = "pip install -r requirements-llm.txt"
-DUMMY_API_KEY = "sk-no-key-required"
-OLLAMA_URL = "http://127.0.0.1:11434"
-OPENAI_URL = "https://api.openai.com/v1"
 # What QA_LLM=llamacpp needs, checked without importing anything (find_spec of top-level names).
 LLAMACPP_PACKAGES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
                      "pydantic_settings", "langchain_openai")
@@ -53,74 +52,6 @@ LLAMACPP_PACKAGES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starle
 
 class LLMUnavailable(Exception):
     """The LLM could not answer (unreachable, crashed, failing, timed out). The message is one short line."""
-
-
-class LLMConfigError(QAError):
-    """A QA_LLM* setting is wrong or a required package is missing (a clear one-sentence message)."""
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    provider: str
-    model: str
-    base_url: str | None = None
-    api_key: str = DUMMY_API_KEY
-    timeout: float = 60.0
-    max_tokens: int = 300
-    n_ctx: int | None = None
-    max_passages: int = 5
-    min_support: float = 0.6
-    temperature: float = 0.0
-    log_path: Path | None = None  # llamacpp: the server process's log (None: llm_server.DEFAULT_LOG)
-
-    @classmethod
-    def from_settings(cls, settings) -> "LLMConfig | None":
-        env: Mapping[str, str] = getattr(settings, "extra", None) or {}
-        provider = (env.get("QA_LLM") or "").strip().lower()
-        if provider in ("", "none", "off", "no", "0", "false"):
-            return None
-        if provider not in PROVIDERS:
-            raise LLMConfigError(f"QA_LLM must be one of {', '.join(PROVIDERS)} (got {env.get('QA_LLM')!r}).")
-        model = (env.get("QA_LLM_MODEL") or "").strip()
-        if not model:
-            what = "the path of a .gguf file" if provider == "llamacpp" else "the model name the server expects"
-            raise LLMConfigError(f"QA_LLM={provider} needs QA_LLM_MODEL: set it to {what}.")
-        base_url = (env.get("QA_LLM_BASE_URL") or "").strip().rstrip("/") or None
-        if provider == "openai":
-            base_url = base_url or OPENAI_URL
-        elif provider == "ollama":
-            base_url = base_url or OLLAMA_URL
-        if base_url and not base_url.startswith(("http://", "https://")):
-            raise LLMConfigError(f"QA_LLM_BASE_URL must look like http://host:port (got {base_url!r}).")
-        n_ctx = _number(env, "QA_LLM_CTX", int, None, 256, 1_000_000)
-        if provider == "llamacpp" and n_ctx is None:
-            n_ctx = 4096
-        log = (env.get("QA_LLM_LOG") or "").strip()
-        return cls(
-            provider=provider,
-            model=model,
-            base_url=base_url if provider != "llamacpp" else None,
-            api_key=(env.get("QA_LLM_API_KEY") or "").strip() or DUMMY_API_KEY,
-            timeout=_number(env, "QA_LLM_TIMEOUT", float, 60.0, 0.1, 3600),
-            max_tokens=_number(env, "QA_LLM_MAX_TOKENS", int, 300, 8, 8192),
-            n_ctx=n_ctx,
-            max_passages=_number(env, "QA_LLM_PASSAGES", int, 5, 1, 20),
-            min_support=_number(env, "QA_LLM_MIN_SUPPORT", float, 0.6, 0.0, 1.0),
-            log_path=Path(log).expanduser() if log else None,
-        )
-
-
-def _number(env: Mapping[str, str], name: str, kind, default, lo, hi):
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise LLMConfigError(f"{name} must be a{'n integer' if kind is int else ' number'} (got {raw!r}).") from None
-    if not lo <= value <= hi:
-        raise LLMConfigError(f"{name} must be between {lo} and {hi} (got {raw!r}).")
-    return value
 
 
 def check_provider(config: LLMConfig) -> None:
@@ -269,8 +200,8 @@ def _close_http_client(model) -> None:
     if client is not None:
         try:
             client.close()
-        except Exception:
-            pass
+        except Exception:  # an old connection pool: nothing depends on closing it cleanly
+            log.debug("Closing an HTTP client failed", exc_info=True)
 
 
 def to_langchain(messages: Sequence[tuple[str, str]]):

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.llm_client import LLMUnavailable
+from ingest.settings import child_env
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_LOG = PROJECT_DIR / ".logs" / "llm-server.log"
@@ -179,6 +180,7 @@ class LlamaServer:
                 if endpoint is not None or "address already in use" not in error.lower():
                     break
         except Exception as exc:  # e.g. the log folder cannot be created
+            log.warning("Starting the llama.cpp server failed", exc_info=True)
             error = f"cannot start the llama.cpp server: {type(exc).__name__}: {exc}"
         with self._cond:
             self._starting = False
@@ -200,7 +202,7 @@ class LlamaServer:
         cmd = [sys.executable, "-m", "chatbot.llm_server", "--model", str(self.model_path), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(self.n_ctx), "--n_batch", "512",
                "--seed", "0", "--use_mlock", "False", "--interrupt_requests", "False", "--verbose", "True"]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = child_env(PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_DIR), env.get("PYTHONPATH")) if p)
         child = {"proc": None, "pipe": None}
         read_end, child["pipe"] = os.pipe()
@@ -216,8 +218,8 @@ class LlamaServer:
         proc = child["proc"]
         try:
             os.write(child["pipe"], key.encode() + b"\n")
-        except OSError:
-            pass  # it died already: reported below
+        except OSError:  # it died already: reported below
+            log.debug("Cannot send the key to the llama.cpp server", exc_info=True)
         base_url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -240,6 +242,7 @@ class LlamaServer:
                 os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
             out = open(self.log_path, "ab")
         except OSError:  # e.g. a read-only project folder: the temp folder then
+            log.warning("Cannot write %s; the llama.cpp server logs to the temp folder", self.log_path, exc_info=True)
             self.log_path = Path(tempfile.gettempdir()) / f"qa-llm-server-{os.getuid()}.log"
             out = open(self.log_path, "ab")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")

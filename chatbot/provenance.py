@@ -11,10 +11,13 @@ Hashes are ``sha256:<hex>`` of the UTF-8 text: the document hash covers the whol
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 from chatbot.types import Citation
+
+log = logging.getLogger(__name__)
 
 RECORD_KEYS = ("doc_id", "start", "end", "quote", "doc_hash", "quote_hash")
 
@@ -63,16 +66,24 @@ def is_record(value: Any) -> bool:
     return isinstance(value, Mapping) and all(k in value for k in RECORD_KEYS)
 
 
+def index_info(store, any_state: bool = False) -> dict[str, Any]:
+    """Where an open index is, its published state (``any_state``: else its current state token),
+    its size and the settings it was built with. A broken index must not stop an export of what was
+    already computed: what cannot be read is None (and logged)."""
+    try:
+        state = store.published_state() or (store.state_token() if any_state else None)
+        chunks = store.count_chunks()
+    except Exception:
+        log.warning("Cannot read the state of the index at %s", store.location, exc_info=True)
+        state, chunks = None, None
+    return {"location": store.location, "collection": store.settings.collection, "state": state, "chunks": chunks,
+            **store.config}
+
+
 def index_provenance(store, models: Mapping[str, str | None]) -> dict[str, Any]:
     """The index state and model ids an export was made from (``store``: an open IndexStore)."""
-    try:
-        state = store.published_state() or store.state_token()
-        chunks = store.count_chunks()
-    except Exception:  # a broken index must not stop an export of what was already computed
-        state, chunks = None, None
     return {
-        "index": {"location": store.location, "collection": store.settings.collection, "state": state,
-                  "chunks": chunks, **store.config},
+        "index": index_info(store, any_state=True),
         "models": dict(models),
         "hash": "sha256 of the UTF-8 text (doc_hash: the whole stored document; quote_hash: text[start:end])",
     }

@@ -22,7 +22,7 @@ set; dev_qa, seed_qa and the XQuAD dev half do not move either.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -33,6 +33,7 @@ from ingest.protocols import Embedder, Store
 from ingest.store import COMPLETE, DocRecord, StoredChunk, published_day
 
 FUSIONS = ("rrf", "minmax", "zscore")
+TOP_K_MAX = 100  # the most passages a question may ask for (CLI --top-k, the workspace's slider)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class RetrievalConfig:
     norm_depth: int = 40  # score fusion: entries of each list its normalisation statistics use
 
     def __post_init__(self) -> None:
-        if not 1 <= self.top_k <= 100:
-            raise QAError(f"top_k must be between 1 and 100 (got {self.top_k}).")
+        if not 1 <= self.top_k <= TOP_K_MAX:
+            raise QAError(f"top_k must be between 1 and {TOP_K_MAX} (got {self.top_k}).")
         if self.candidates < self.top_k:
             raise QAError(f"candidates must be at least top_k (got {self.candidates} < {self.top_k}).")
         if self.fusion not in FUSIONS:
@@ -110,7 +111,6 @@ class Passage:
     lexical: float | None = None  # BM25 score, when the lexical retriever found it
     dense_rank: int | None = None
     lexical_rank: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class HybridRetriever:

@@ -6,11 +6,12 @@ citations.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Generator, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,16 +29,20 @@ from chatbot.extractive import (
     window_text,
 )
 from chatbot.judge import ALIGN_TOP, MODEL_FILE, Judge, asks_for, features
+from chatbot.provenance import index_info
 from chatbot.relevance import SentenceVectors, TokenAligner, similarities
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
 from chatbot.safe_text import clean_question
+from chatbot.settings import QASettings
 from chatbot.types import NOT_IN_SOURCES, Answer, Claim, Filters, QAError
 from ingest.protocols import Embedder
 from ingest.settings import Settings
 from ingest.store import DocRecord, IndexStore, SourceDoc, embedder_for
-from ingest.types import IngestError
+from ingest.types import IngestError, IngestReport
 
 ANSWERED, PARTIAL, NONE = "answered", "partial", "none"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,18 +80,6 @@ class SupportPolicy:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise QAError(f"{name} must be between 0 and 1 (got {value}).")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "SupportPolicy":
-        env = settings.extra
-        values = {}
-        for key, name in (("QA_ANSWER_THRESHOLD", "threshold"), ("QA_TOPIC_SEMANTIC", "topic_semantic")):
-            if env.get(key):
-                try:
-                    values[name] = float(env[key])
-                except ValueError:
-                    raise QAError(f"{key} must be a number between 0 and 1 (got {env[key]!r}).") from None
-        return cls(**values)
 
     def answers(self, probability: float, feats: dict[str, float]) -> bool:
         """The judge's probability is high enough, an asked-for number or date is supplied, and every
@@ -130,13 +123,22 @@ class QAService:
         self.store = IndexStore(settings, self.embedder.model_id, self.embedder.dimension)
         self.retriever = HybridRetriever(self.store, self.embedder, retrieval)
         self.extractive = extractive or ExtractiveConfig()
-        self.policy = policy or SupportPolicy.from_settings(settings)
+        self.policy = policy or SupportPolicy()
         self.sentences = SentenceVectors(self.embedder)
         self.aligner = TokenAligner(self.embedder)
         self.llm = llm  # chatbot.generative.LLMAnswerer or None
         self._opened = False
         if llm is not None and hasattr(llm, "attach"):
             llm.attach(self)  # shares the embedder (claim checking) and page lookup
+
+    @classmethod
+    def from_settings(cls, settings: QASettings, embedder: Embedder | None = None) -> "QAService":
+        """The service the settings tree describes: its index, answering policy and LLM (checked now:
+        ``LLMConfigError`` for a bad setting or a missing package)."""
+        from chatbot.generative import llm_from_settings
+
+        return cls(settings.index, embedder=embedder, policy=SupportPolicy(**settings.answer.policy_values()),
+                   llm=llm_from_settings(settings))
 
     # ------------------------------------------------------------------ setup
     def open(self) -> "QAService":
@@ -160,10 +162,12 @@ class QAService:
         self.embedder.embed_query("warm up")
         self.retriever.lexical_index
         if self.llm is not None:
+            from chatbot.llm_client import LLMUnavailable
+
             try:
                 self.llm.warm_up()  # QA_LLM=llamacpp: start the model's server process now
-            except Exception:
-                pass  # the first LLM question reports it, with the extractive answer
+            except LLMUnavailable as exc:  # the first LLM question reports it, with the extractive answer
+                log.warning("The LLM is not ready: %s", exc)
 
     # ----------------------------------------------------------------- answer
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), options: AskOptions | None = None) -> Answer:
@@ -276,11 +280,12 @@ class QAService:
                      for i, c in enumerate(chosen, 1)]
         # several actors: one line per actor's sentence, each cited
         quoted = ("\n" if per_actor and len(citations) > 1 else " ").join(f"{c.quote} [{c.n}]" for c in citations)
-        if level == PARTIAL:
-            return Answer(question=question, text=f"{NOT_IN_SOURCES} exactly that. What they say: {quoted}",
-                          supported=False, citations=citations, standalone_question=standalone, confidence=p,
-                          support_level=PARTIAL)
         claims = [Claim(c.quote, (c.n,), c.support, True) for c in citations]
+        if level == PARTIAL:
+            lead = f"{NOT_IN_SOURCES} exactly that. What they say:"
+            return Answer(question=question, text=f"{lead} {quoted}", supported=False, citations=citations,
+                          claims=claims, standalone_question=standalone, confidence=p, support_level=PARTIAL,
+                          lead=lead)
         return Answer(question=question, text=quoted, supported=True, citations=citations, claims=claims,
                       standalone_question=standalone, confidence=p, support_level=ANSWERED)
 
@@ -299,18 +304,30 @@ class QAService:
                 yield item
             raise LLMUnavailable("no answer was produced")
         except LLMUnavailable as exc:
+            log.warning("The LLM could not answer (%s); showing the extractive answer", exc, exc_info=True)
             fallback.notice = f"The LLM could not answer ({exc}); showing the extractive answer."
             return fallback
 
     # --------------------------------------------------------------- corpus
+    @property
+    def default_top_k(self) -> int:
+        """Passages retrieved when a question does not say (``AskOptions.top_k`` None)."""
+        return self.retriever.config.top_k
+
     def page_at(self, doc_id: str, start: int) -> int | None:
         """The page of offset ``start`` in a paged document (PDF); None for unpaged ones."""
         pages = self.retriever.pages().get(doc_id)
         return SourceDoc(doc_id, "", "", {}, pages).page_at(start) if pages else None
 
     def documents(self) -> list[DocRecord]:
+        """The complete documents (metadata only)."""
         self.open()
         return list(self.retriever.documents())
+
+    def documents_by_id(self, doc_ids: Iterable[str]) -> list[DocRecord]:
+        """The complete documents among ``doc_ids``."""
+        self.open()
+        return self.retriever.documents_by_id(doc_ids)
 
     def document(self, doc_id: str) -> DocRecord | None:
         self.open()
@@ -319,3 +336,33 @@ class QAService:
     def doc_text(self, doc_id: str) -> str | None:
         record = self.document(doc_id)
         return record.text if record else None
+
+    def index_info(self) -> dict[str, Any]:
+        """Where the index is, its state and size, and the settings it was built with (for exports)."""
+        return index_info(self.store)
+
+    # ---------------------------------------------------------------- writes
+    def ingest(self, paths: Sequence[Path], progress: bool = False,
+               on_wait: Callable[[str], None] | None = None) -> IngestReport:
+        """Index ``paths`` (incremental; under the index's writer lock, ``on_wait`` hearing "waiting
+        for another writer…") with this service's model; answers see the new documents at once."""
+        try:
+            return self._ingestor(progress, on_wait).run(list(paths))
+        finally:
+            self.refresh()
+
+    def delete_document(self, doc_id: str, on_wait: Callable[[str], None] | None = None) -> None:
+        """Delete a document and its chunks from the index."""
+        try:
+            self._ingestor(False, on_wait).delete_document(doc_id)
+        finally:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Forget what was cached about the index's documents (after this process wrote to it)."""
+        self.retriever.refresh()
+
+    def _ingestor(self, progress: bool, on_wait: Callable[[str], None] | None):
+        from ingest.pipeline import Ingestor
+
+        return Ingestor(self.settings, embedder=self.embedder, progress=progress, on_wait=on_wait)

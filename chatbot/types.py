@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ingest.types import UserError
+
 # How an answer says the documents do not support it ("The sources don't say …"), and how an LLM
 # answer flags a sentence its citations do not support. One definition each: the answerers write
 # them, the UI and tests recognise them.
@@ -31,16 +33,23 @@ class Citation:
 
 @dataclass(frozen=True)
 class Claim:
-    """One sentence of the answer, the citation numbers it carries, and its support score."""
+    """One sentence of the answer, the citation numbers it carries, and its support score.
+
+    An answer's text is its ``lead`` and its claims in order: a supported claim followed by its
+    ``[n]`` markers, an unsupported one flagged ``(unsupported)``, a ``refusal`` (an LLM's "the
+    sources don't say …" inside an answer) as written. Front ends render from these, never by
+    parsing the text."""
 
     text: str
     citations: tuple[int, ...]
     support: float
     supported: bool
+    refusal: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "citations": list(self.citations), "support": round(self.support, 4),
+        data = {"text": self.text, "citations": list(self.citations), "support": round(self.support, 4),
                 "supported": self.supported}
+        return {**data, "refusal": True} if self.refusal else data
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class Answer:
     text: str
     supported: bool  # true only when support_level is "answered"
     citations: list[Citation] = field(default_factory=list)
+    # the sentences of ``text`` after ``lead``, with their citation numbers (see ``Claim``); empty
+    # when nothing is cited (``text`` then says why)
     claims: list[Claim] = field(default_factory=list)
     evidence: list[Citation] = field(default_factory=list)  # nearest passages when unsupported
     mode: str = "extractive"
@@ -72,6 +83,7 @@ class Answer:
     # Empty: derived from ``supported`` (answered / none), for answerers that only decide that.
     support_level: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    lead: str = ""  # what ``text`` says before its claims ("The sources don't say exactly that. What they say:")
 
     @property
     def level(self) -> str:
@@ -93,5 +105,5 @@ class Answer:
         }
 
 
-class QAError(Exception):
-    """A user-facing problem (empty question, missing index...). The message is one clear sentence."""
+class QAError(UserError):
+    """A user-facing problem while answering (empty question, missing index...)."""

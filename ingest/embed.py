@@ -7,6 +7,7 @@ entry point's job: ``ingest.environment.prepare_process``.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -53,11 +54,12 @@ class SentenceTransformerEmbedder:
 
     dimension = 384
 
-    def __init__(self, batch_size: int = 64, backend: str = DEFAULT_BACKEND) -> None:
+    def __init__(self, batch_size: int = 64, backend: str = DEFAULT_BACKEND, models_dir: Path | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS} (got {backend!r}).")
         self.batch_size = batch_size
         self.backend = backend
+        self.models_dir = models_dir  # ONNX exports (Settings.models_dir); None: the project's .models/
         self.model_id = model_id_for(backend)
         self._model = None
         self._lock = threading.Lock()
@@ -73,7 +75,8 @@ class SentenceTransformerEmbedder:
                 if self.backend.startswith("onnx"):  # exported locally on first use (ingest/onnx_backend.py)
                     from ingest.onnx_backend import load_encoder
 
-                    self._model = load_encoder(model_path(), "int8" if self.backend == "onnx-int8" else "fp32")
+                    self._model = load_encoder(model_path(), "int8" if self.backend == "onnx-int8" else "fp32",
+                                               self.models_dir)
                 else:
                     from sentence_transformers import SentenceTransformer
 

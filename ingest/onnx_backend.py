@@ -13,7 +13,7 @@ Why not sentence-transformers' ``backend="onnx"``: it needs ``optimum-onnx``, wh
    index built with it records a different model id (see ``ingest.embed``).
 
 The exported files are a cache, never committed: ``<project>/.models/<name>/`` (or
-``$QA_MODELS_DIR``), keyed by the model package's version and the exporter version, created on
+``Settings.models_dir``, ``QA_MODELS_DIR``), keyed by the model package's version and the exporter version, created on
 first use (about 15 s on 2 cores) and rebuilt if deleted. Writes are atomic (temp file + rename),
 so concurrent first uses at worst export twice.
 
@@ -34,18 +34,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ingest.settings import DEFAULT_MODELS
+
 EXPORT_VERSION = 1  # bump when the export recipe changes: the cache key changes with it
 VARIANTS = ("fp32", "int8")
 _FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 _export_lock = threading.Lock()
-
-
-def models_dir() -> Path:
-    """Where exported models are cached (git-ignored); ``$QA_MODELS_DIR`` overrides."""
-    env = os.environ.get("QA_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / ".models"
 
 
 def _source_key(model_dir: Path) -> str:
@@ -69,7 +63,7 @@ def _source_key(model_dir: Path) -> str:
 
 def cache_folder(model_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
     model_dir = Path(model_dir)
-    root = Path(cache_dir) if cache_dir is not None else models_dir()
+    root = Path(cache_dir) if cache_dir is not None else DEFAULT_MODELS
     return root / f"all-MiniLM-L6-v2-onnx-{_source_key(model_dir)}"
 
 
@@ -267,6 +261,6 @@ class OnnxSentenceEncoder:
         return self.encode(sentences, **kwargs)
 
 
-def load_encoder(model_dir: str | Path, variant: str = "fp32") -> OnnxSentenceEncoder:
+def load_encoder(model_dir: str | Path, variant: str = "fp32", cache_dir: str | Path | None = None) -> OnnxSentenceEncoder:
     """The hook ``SentenceTransformerEmbedder.warm_up`` calls for ``backend="onnx"`` / ``"onnx-int8"``."""
-    return OnnxSentenceEncoder(model_dir, variant)
+    return OnnxSentenceEncoder(model_dir, variant, cache_dir)

@@ -60,10 +60,9 @@ from ingest.protocols import Embedder, Store
 from ingest.reader import FileReader, ReaderError, shared_reader
 from ingest.settings import Settings
 from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for, encode_sentence_vectors
-from ingest.types import BadFile, Chunk, FileFailure, IngestError, IngestReport
+from ingest.types import BadFile, Chunk, FileFailure, IngestReport
 
 log = logging.getLogger(__name__)
-ProgressFactory = Callable[..., object]
 EMBED_GROUP = 512  # chunks per encode call: large enough for length-sorting to cut padding
 
 

@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Protocol
 
 from ingest.chunking import chunk_id, chunk_text
 from ingest.documents import build_document
-from ingest.settings import PROJECT_DIR, Limits, Settings
+from ingest.settings import PROJECT_DIR, Limits, Settings, child_env
 from ingest.types import BadFile, Chunk, IngestError, SourceDoc
 
 START_TIMEOUT = 120.0  # seconds for a child to import its modules (a loaded 2-core machine is slow)
@@ -194,7 +194,7 @@ class _Child:
         code = f"import sys; sys.path.insert(0, {str(PROJECT_DIR)!r}); from ingest.reader import serve; serve({memory_mb})"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            env=child_env(OMP_NUM_THREADS="1"),
         )
         self.answers: queue.Queue = queue.Queue()
         self._outbox: queue.Queue = queue.Queue()

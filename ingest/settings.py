@@ -1,6 +1,10 @@
-"""One settings object, built once at the entry point (CLI or app) and passed down.
+"""The index's settings: the root of the settings tree, built once at each entry point and passed down.
 
-Nothing here reads the environment at import time: call ``Settings.from_env()``.
+``Settings`` (index, store, chunking, embedding, writer lock, file limits) is what ingest needs;
+the Q&A core adds its answering and LLM settings around it (``chatbot/settings.py``), the
+workspace its uploads and server (``workspace/settings.py``). Every setting is read from the
+environment (``QA_*``) and command-line flags here and in those two modules only, when an entry
+point calls ``from_env``: nothing reads the environment at import time or deeper down.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from ingest.types import IngestError
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_DIR / "corpus"
 DEFAULT_INDEX = PROJECT_DIR / ".index"
+DEFAULT_MODELS = PROJECT_DIR / ".models"  # locally exported ONNX models (ingest/onnx_backend.py), git-ignored
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Settings:
     # Chroma server only: a writer's lease not renewed for this long is taken over (ingest.lock).
     lease_ttl: float = 30.0
     limits: Limits = field(default_factory=Limits)
-    extra: Mapping[str, str] = field(default_factory=dict)
+    models_dir: Path = DEFAULT_MODELS  # QA_MODELS_DIR: where ONNX exports of the model are cached
 
     def __post_init__(self) -> None:
         check_chunking(self.chunk_size, self.chunk_overlap)
@@ -95,7 +100,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
-        env = os.environ if env is None else env
+        env = environment() if env is None else env
         values: dict = {}
         if env.get("QA_INDEX_DIR"):
             values["index_dir"] = Path(env["QA_INDEX_DIR"]).expanduser()
@@ -111,8 +116,9 @@ class Settings:
                 values[name] = _float(key, env[key])
         if env.get("QA_EMBED_BACKEND"):
             values["embed_backend"] = env["QA_EMBED_BACKEND"]
+        if env.get("QA_MODELS_DIR"):
+            values["models_dir"] = Path(env["QA_MODELS_DIR"]).expanduser()
         values["limits"] = Limits.from_env(env)
-        values["extra"] = {k: v for k, v in env.items() if k.startswith("QA_")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "index_dir" in values:
             values["index_dir"] = Path(values["index_dir"]).expanduser()
@@ -120,6 +126,16 @@ class Settings:
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment, for an entry point's ``from_env`` (the one place that reads it)."""
+    return os.environ
+
+
+def child_env(**changes: str) -> dict[str, str]:
+    """The environment for a child process: this process's, with ``changes``."""
+    return {**os.environ, **changes}
 
 
 def check_chunking(chunk_size: int, chunk_overlap: int) -> None:

@@ -87,7 +87,8 @@ def embedder_for(settings: Settings, new_index: bool = False):
     from ingest.embed import SentenceTransformerEmbedder, choose_backend
 
     recorded = None if new_index else recorded_model(settings)
-    return SentenceTransformerEmbedder(settings.embed_batch_size, choose_backend(settings.embed_backend, recorded))
+    return SentenceTransformerEmbedder(settings.embed_batch_size, choose_backend(settings.embed_backend, recorded),
+                                       settings.models_dir)
 
 
 class IndexStore:

@@ -106,8 +106,14 @@ class IngestReport:
         }
 
 
-class IngestError(Exception):
-    """A user-facing problem (bad settings, incompatible index...). The message is one clear sentence."""
+class UserError(Exception):
+    """A problem the user can fix (bad settings, a missing index, an empty question...): raised in the
+    core, turned into one clear sentence at the edge (CLI, app). The message is that sentence.
+    ``IngestError`` (ingest) and ``QAError`` (chatbot) are its kinds; anything else is a bug."""
+
+
+class IngestError(UserError):
+    """A user-facing problem while ingesting (bad settings, incompatible index...)."""
 
 
 class IndexBusy(IngestError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -32,6 +33,9 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from workspace.throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
+
 
 COOKIE = "qa_session"
 _SID = re.compile(r"[A-Za-z0-9_-]{32,64}")
@@ -288,6 +292,7 @@ class AccessMiddleware:
             form = await Request(scope, replay()).form()
             user = str(form.get("username") or "")
         except Exception:  # malformed form: Gradio's own handler answers it
+            log.debug("Unreadable login form", exc_info=True)
             user = ""
         client = scope.get("client")
         keys = LoginThrottle.keys(user, client[0] if client else None)

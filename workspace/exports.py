@@ -45,17 +45,11 @@ class Exports:
                     packages[name] = None
             self._static_versions = {"packages": packages, "python": platform.python_version(),
                                      "app_commit": _git_commit()}
-        store = self.ws.service.store
-        try:
-            state = store.published_state()
-            chunks = store.count_chunks()
-        except Exception:  # a broken index must not stop an export of answers already given
-            state, chunks = None, None
-        llm = self.ws.service.llm
+        service = self.ws.service
+        llm = service.llm
         return {
-            "index": {"location": store.location, "collection": self.ws.service.settings.collection,
-                      "state": state, "chunks": chunks, **store.config},
-            "embedding_model": self.ws.service.embedder.model_id,
+            "index": service.index_info(),
+            "embedding_model": service.embedder.model_id,
             "llm": None if llm is None else str(getattr(llm, "model_id", None) or getattr(llm, "name", None)
                                                  or type(llm).__name__),
             **self._static_versions,
@@ -81,7 +75,7 @@ class Exports:
         if turn.export_entry is None or turn.export_entry[0] != self.ws.generation:
             generation = self.ws.generation  # read first: a change while building redoes the entry next time
             cited = {c.doc_id for c in turn.answer.citations + turn.answer.evidence}
-            records = self.ws.service.retriever.documents_by_id(sorted(cited))
+            records = self.ws.service.documents_by_id(sorted(cited))
             turn.export_entry = (generation, self._turn_data(turn, {d.doc_id: d for d in self.ws.summaries(records)}))
         return turn.export_entry[1]
 

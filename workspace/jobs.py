@@ -17,10 +17,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from chatbot.types import QAError
 from workspace.library import StagedUpload, UploadResult
 from workspace.workspace import Workspace
-from ingest.types import IngestError
+from ingest.types import UserError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ class WriteQueue:
     def _delete(self, job: Job, doc_id: str) -> None:
         try:
             job.message = self.ws.delete(doc_id, on_wait=lambda message: self._note(job, message))
-        except (QAError, IngestError) as exc:
+        except UserError as exc:
             job.ok, job.message = False, str(exc)
 
 

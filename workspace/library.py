@@ -4,6 +4,7 @@ document. One writer at a time (``workspace/jobs.py`` runs them off the request 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,9 @@ from ingest.store import DocRecord
 from ingest.types import IngestError, IngestReport
 from workspace.session import now_iso
 from workspace.settings import UploadLimits
+
+log = logging.getLogger(__name__)
+
 
 MANIFEST = ".manifest.json"
 Progress = Callable[[float, str], None]
@@ -160,8 +164,8 @@ class Library:
         with self._write_lock:
             say(0.25, f"Ingesting {len(staged.saved)} file(s): reading, chunking, embedding…")
             try:
-                ingestor = self._ingestor(on_wait=lambda message: say(0.2, message))
-                report = ingestor.run([dest for _, dest in staged.saved.values()])
+                report = self.service.ingest([dest for _, dest in staged.saved.values()], self.ingest_progress,
+                                             on_wait=lambda message: say(0.2, message))
             except BaseException as exc:
                 for _, dest in staged.saved.values():
                     self._discard(dest)
@@ -169,7 +173,6 @@ class Library:
                     return staged.failed(f"not ingested: {exc}")
                 raise
             finally:
-                self.service.retriever.refresh()
                 self._changed(None)
             outcomes.update(self._outcomes(staged.saved, report))
             say(1.0, "Done")
@@ -216,7 +219,7 @@ class Library:
         failures = {str(Path(f.path).resolve()): f.reason for f in report.failed}
         duplicates = {str(Path(d["path"]).resolve()): d.get("same_as", "") for d in report.duplicates}
         holders: dict[str, DocRecord] = {}
-        for r in self.service.store.list_documents():
+        for r in self.service.documents():
             for p in r.paths:
                 holders[str(Path(p).resolve())] = r
         entries: dict[str, dict] = {}
@@ -243,13 +246,6 @@ class Library:
             self._update_manifest(add=entries)
         return out
 
-    def _ingestor(self, on_wait: Callable[[str], None] | None = None):
-        """An ingestor sharing the service's model; ``on_wait`` hears "waiting for another writer…"."""
-        from ingest.pipeline import Ingestor
-
-        return Ingestor(self.service.settings, embedder=self.service.embedder, progress=self.ingest_progress,
-                        on_wait=on_wait)
-
     def _discard(self, path: Path) -> None:
         if self._inside_uploads(path):
             path.unlink(missing_ok=True)
@@ -266,9 +262,10 @@ class Library:
             record = self.service.document(doc_id) if doc_id else None
             if record is None:
                 raise QAError("That document is not in the index any more: refresh the library.")
-            self._ingestor(on_wait).delete_document(doc_id)
-            self.service.retriever.refresh()
-            self._changed(doc_id)
+            try:
+                self.service.delete_document(doc_id, on_wait)
+            finally:
+                self._changed(doc_id)
             removed = []
             for p in map(Path, record.paths):
                 if self._inside_uploads(p):
@@ -296,10 +293,15 @@ class Library:
         return Path(path).resolve().relative_to(self.upload_dir).as_posix()
 
     def manifest(self) -> dict[str, dict]:
+        """Original names of the uploaded files, by path in the upload folder (empty if unreadable:
+        the files are then shown under their stored names)."""
         try:
             data = json.loads((self.upload_dir / MANIFEST).read_text(encoding="utf-8"))
             return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
         except (OSError, ValueError):
+            log.warning("Cannot read the upload manifest in %s", self.upload_dir, exc_info=True)
             return {}
 
     def _update_manifest(self, add: Mapping[str, dict] | None = None, remove: Sequence[str] = ()) -> None:

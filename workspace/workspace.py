@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from chatbot.retrieve import TOP_K_MAX
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer, Citation, Filters, QAError
 from ingest.store import DocRecord, published_day
@@ -19,7 +20,7 @@ from workspace.exports import Exports
 from workspace.library import Library, Progress, StagedUpload, UploadResult
 from workspace.overview import DocSummary, Overview, example_questions
 from workspace.session import Session, Turn, now_iso
-from workspace.settings import UploadLimits, upload_dir_from
+from workspace.settings import DEFAULT_UPLOAD_DIR, UploadLimits
 from workspace.sources import QuoteContext, SourceView, Span, quote_context
 
 
@@ -27,14 +28,14 @@ class Workspace:
     def __init__(
         self,
         service: QAService,
-        upload_dir: Path | None = None,
+        upload_dir: Path = DEFAULT_UPLOAD_DIR,
         limits: UploadLimits | None = None,
         ingest_progress: bool = False,
         source_window: int = 40_000,
     ) -> None:
         self.service = service
         self.source_window = source_window
-        self.library = Library(service, upload_dir or upload_dir_from(service.settings), limits or UploadLimits(),
+        self.library = Library(service, upload_dir, limits or UploadLimits(),
                                ingest_progress, on_change=self._changed)
         self.exports = Exports(self)
         self._texts: dict[str, str | None] = {}
@@ -81,7 +82,7 @@ class Workspace:
         return out
 
     def summary(self, doc_id: str) -> DocSummary | None:
-        record = next(iter(self.service.retriever.documents_by_id([doc_id])), None)
+        record = next(iter(self.service.documents_by_id([doc_id])), None)
         return self.summaries([record])[0] if record else None
 
     def overview(self, examples: int = 6) -> Overview:
@@ -144,8 +145,8 @@ class Workspace:
         if not session.turns:
             raise QAError("Ask a question first: “More evidence” asks the latest question again with more passages.")
         last = session.turns[-1]
-        k = last.options.top_k or self.service.retriever.config.top_k
-        return last.answer.standalone_question or last.question, replace(options, top_k=min(100, 2 * k))
+        k = last.options.top_k or self.service.default_top_k
+        return last.answer.standalone_question or last.question, replace(options, top_k=min(TOP_K_MAX, 2 * k))
 
     @staticmethod
     def options(mode: str | None, top_k: float | int | None, sources: Sequence[str] | None = None,
@@ -158,8 +159,8 @@ class Workspace:
         k = None
         if top_k not in (None, ""):
             k = int(round(float(top_k)))
-            if not 1 <= k <= 100:
-                raise QAError(f"Passages to retrieve must be between 1 and 100 (got {k}).")
+            if not 1 <= k <= TOP_K_MAX:
+                raise QAError(f"Passages to retrieve must be between 1 and {TOP_K_MAX} (got {k}).")
         dates = []
         for label, value in (("From date", date_from), ("To date", date_to)):
             value = (value or "").strip()

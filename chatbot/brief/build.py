@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
 import time
 from bisect import bisect_right
@@ -30,6 +31,9 @@ from chatbot.brief.timeline import document_date, event_span, find_dates, sort_k
 from chatbot.provenance import QuoteRecord, index_provenance, text_hash
 from chatbot.types import Citation
 from ingest.chunking import split_sentences
+
+log = logging.getLogger(__name__)
+
 
 BRIEF_FORMAT = "qa-brief/1"
 ALGORITHM_VERSION = 1  # bump when the output changes for the same documents: old caches are ignored
@@ -119,7 +123,10 @@ class ParseCache:
         try:
             data = json.loads(gzip.decompress(path.read_bytes()))
             return nlp.Parsed.from_json(doc.text, data["parse"]), data["model"]
+        except FileNotFoundError:
+            return None
         except (OSError, ValueError, KeyError):
+            log.warning("Damaged parse cache entry %s: the document is parsed again", path, exc_info=True)
             return None
 
     def put(self, doc: Doc, parsed: nlp.Parsed, model: str) -> None:
@@ -445,8 +452,8 @@ def brief_for_index(store, embedder, config: BriefConfig | None = None, refresh:
             if worker is not None:
                 worker.close()
             return brief
-        except (OSError, json.JSONDecodeError):
-            pass  # a damaged cache entry is rebuilt
+        except (OSError, json.JSONDecodeError):  # a damaged cache entry is rebuilt
+            log.warning("Damaged brief cache %s: building it again", path, exc_info=True)
     docs = _docs_from_store(store)
     if not docs:
         raise BriefError(f"The index at {store.location} has no documents. Run `python -m ingest` to add articles.")

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from chatbot.settings import QASettings
 from chatbot.types import QAError
 
 COMMANDS = ("brief", "verify")
@@ -53,31 +54,29 @@ def add_parsers(sub) -> None:
     v.add_argument("--json", action="store_true", help="one JSON object with every quote's status")
 
 
-def run(args) -> int:
-    return _brief(args) if args.command == "brief" else _verify(args)
+def run(args, settings: QASettings) -> int:
+    return _brief(args, settings) if args.command == "brief" else _verify(args, settings)
 
 
-def _brief(args) -> int:
+def _brief(args, settings: QASettings) -> int:
     from chatbot.brief.nlp import Worker
 
     worker = Worker()  # spaCy loads in its own process while the index is opened and read
     try:
-        return _brief_with(args, worker)
+        return _brief_with(args, settings, worker)
     finally:
         worker.close()
 
 
-def _brief_with(args, worker) -> int:
+def _brief_with(args, qa_settings: QASettings, worker) -> int:
     from chatbot.brief.build import BriefConfig, BriefError, brief_for_index
     from chatbot.brief.render import brief_markdown
     from chatbot.brief.themes import DEFAULT_THEMES, ThemeError, load_themes
-    from ingest.settings import Settings
     from ingest.store import IndexStore, embedder_for
     from ingest.types import IngestError
 
-    settings = Settings.from_env(index_dir=args.index)
-    themes_file = args.themes or (Path(settings.extra["QA_BRIEF_THEMES"]) if settings.extra.get("QA_BRIEF_THEMES")
-                                  else None)
+    settings = qa_settings.index
+    themes_file = args.themes or qa_settings.brief_themes
     try:
         config = BriefConfig(themes=load_themes(themes_file) if themes_file else DEFAULT_THEMES)
     except (ThemeError, BriefError) as exc:
@@ -106,12 +105,11 @@ def _brief_with(args, worker) -> int:
     return 0
 
 
-def _verify(args) -> int:
+def _verify(args, settings: QASettings) -> int:
     from chatbot.verify import CHANGED, MISSING, OK, FolderTexts, IndexTexts, load_records, verify
-    from ingest.settings import Settings
 
     records = load_records(args.export)
-    texts = FolderTexts(args.sources) if args.sources else IndexTexts(Settings.from_env(index_dir=args.index))
+    texts = FolderTexts(args.sources) if args.sources else IndexTexts(settings.index)
     checks = verify(records, texts)
     counts = {s: sum(c.status == s for c in checks) for s in (OK, CHANGED, MISSING)}
     if args.json:

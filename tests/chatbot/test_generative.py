@@ -18,9 +18,10 @@ import pytest
 from chatbot import conversation
 from chatbot.claims import DraftSentence, check_claims, passage_sentences, split_claims
 from chatbot.generative import LLMAnswerer, llm_from_settings
-from chatbot.llm_client import ChatClient, LLMConfig, LLMConfigError, LLMUnavailable
+from chatbot.llm_client import ChatClient, LLMUnavailable
 from chatbot.prompt import build_messages
 from chatbot.retrieve import Passage
+from chatbot.settings import LLMConfig, LLMConfigError, QASettings
 from chatbot.service import AskOptions, QAService
 from chatbot.types import UNSUPPORTED_FLAG, Answer, QAError
 from ingest.store import StoredChunk
@@ -149,11 +150,11 @@ def test_llamacpp_timeout_falls_back_to_the_extractive_answer(seed_index, real_e
 def test_openai_compatible_server(local_llm, seed_index, real_embedder):
     """QA_LLM=openai against llama.cpp's OpenAI-compatible server (the one QA_LLM=llamacpp runs)."""
     endpoint = local_llm.client.server.endpoint()
-    settings = seed_index.with_(extra={"QA_LLM": "openai", "QA_LLM_BASE_URL": endpoint.base_url,
-                                       "QA_LLM_API_KEY": endpoint.api_key, "QA_LLM_MODEL": endpoint.model,
-                                       **LLM_ENV})
+    settings = QASettings.from_env({"QA_LLM": "openai", "QA_LLM_BASE_URL": endpoint.base_url,
+                                    "QA_LLM_API_KEY": endpoint.api_key, "QA_LLM_MODEL": endpoint.model,
+                                    **LLM_ENV}, index=seed_index)
     llm = llm_from_settings(settings)
-    service = QAService(settings, embedder=real_embedder, llm=llm).open()
+    service = QAService(settings.index, embedder=real_embedder, llm=llm).open()
     assert llm.embedder is real_embedder  # the service shares its embedder for claim checking
     answer = service.answer(QUESTION, options=AskOptions(mode="llm", top_k=2))
     assert_generative_invariants(answer, service, "llm:openai")
@@ -308,10 +309,10 @@ def test_prompt_fences_passages_as_data(seed_service):
 # ----------------------------------------------------------------------------- failures and settings
 @pytest.mark.parametrize("provider,url", [("openai", "/v1"), ("ollama", "")])
 def test_unreachable_llm_falls_back_with_a_notice(seed_index, real_embedder, provider, url):
-    settings = seed_index.with_(extra={"QA_LLM": provider, "QA_LLM_BASE_URL": closed_port_url(url),
-                                       "QA_LLM_MODEL": "nothing-listens", "QA_LLM_TIMEOUT": "10"})
+    settings = QASettings.from_env({"QA_LLM": provider, "QA_LLM_BASE_URL": closed_port_url(url),
+                                    "QA_LLM_MODEL": "nothing-listens", "QA_LLM_TIMEOUT": "10"}, index=seed_index)
     llm = llm_from_settings(settings)
-    service = QAService(settings, embedder=real_embedder, llm=llm).open()
+    service = QAService(settings.index, embedder=real_embedder, llm=llm).open()
     answer = service.answer(QUESTION, options=AskOptions(mode="llm"))
     assert answer.mode == "extractive"
     assert answer.notice.startswith("The LLM could not answer") and "\n" not in answer.notice
@@ -326,10 +327,8 @@ def test_unreachable_llm_falls_back_with_a_notice(seed_index, real_embedder, pro
 
 
 def test_settings_choose_the_provider(tmp_path, monkeypatch):
-    from ingest.settings import Settings
-
     def settings(**env):
-        return Settings(index_dir=tmp_path / "index", extra=env)
+        return QASettings.from_env(env, index_dir=tmp_path / "index")
 
     assert llm_from_settings(settings()) is None
     assert llm_from_settings(settings(QA_LLM="off")) is None

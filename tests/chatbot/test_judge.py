@@ -9,7 +9,7 @@ import pytest
 from chatbot.judge import FEATURES, MODEL_FILE, Judge, asks_for, features, question_names, supplies
 from chatbot.service import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
-from ingest.settings import Settings
+from chatbot.settings import AnswerSettings
 from ingest.store import StoredChunk, encode_sentence_vectors, sentence_vectors_of
 from ingest.types import Chunk
 
@@ -97,11 +97,12 @@ def test_support_levels_and_settings():
     assert policy.level(0.3, {"semantic": 0.2, "window": 0.2}) == NONE
     assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "type_gap_top": 1.0}) == PARTIAL
     assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "names_unknown": 1.0}) == NONE
-    settings = Settings(extra={"QA_ANSWER_THRESHOLD": "0.7", "QA_TOPIC_SEMANTIC": "0.3"})
-    assert SupportPolicy.from_settings(settings).threshold == 0.7
-    assert SupportPolicy.from_settings(settings).topic_semantic == 0.3
+    answer = AnswerSettings.from_env({"QA_ANSWER_THRESHOLD": "0.7", "QA_TOPIC_SEMANTIC": "0.3"})
+    assert SupportPolicy(**answer.policy_values()).threshold == 0.7
+    assert SupportPolicy(**answer.policy_values()).topic_semantic == 0.3
+    assert SupportPolicy(**AnswerSettings.from_env({}).policy_values()) == SupportPolicy()
     with pytest.raises(QAError, match="QA_ANSWER_THRESHOLD"):
-        SupportPolicy.from_settings(Settings(extra={"QA_ANSWER_THRESHOLD": "high"}))
+        AnswerSettings.from_env({"QA_ANSWER_THRESHOLD": "high"})
     with pytest.raises(QAError, match="threshold"):
         SupportPolicy(threshold=1.5)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from chatbot.generative import llm_from_settings
-from chatbot.llm_client import ChatClient, LLMConfig, LLMUnavailable
+from chatbot.llm_client import ChatClient, LLMUnavailable
+from chatbot.settings import LLMConfig, QASettings
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer
 from tests.chatbot.helpers import assert_citation_invariants
@@ -139,9 +140,9 @@ def test_a_model_that_cannot_start_falls_back_and_is_not_restarted_in_a_loop(see
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))
     log = tmp_path / "llm-server.log"
-    settings = seed_index.with_(extra={"QA_LLM": "llamacpp", "QA_LLM_MODEL": str(broken),
-                                       "QA_LLM_LOG": str(log), **LLM_ENV})
-    service = QAService(settings, embedder=real_embedder, llm=llm_from_settings(settings)).open()
+    settings = QASettings.from_env({"QA_LLM": "llamacpp", "QA_LLM_MODEL": str(broken), "QA_LLM_LOG": str(log),
+                                    **LLM_ENV}, index=seed_index)
+    service = QAService.from_settings(settings, embedder=real_embedder).open()
     first = service.answer(QUESTION, options=LLM)
     assert first.mode == "extractive" and first.supported
     assert first.notice.startswith("The LLM could not answer (the llama.cpp server could not start: it exited "

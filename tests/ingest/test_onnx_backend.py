@@ -39,14 +39,13 @@ def _models_folder(tmp_path_factory):
 
 
 @pytest.fixture
-def models_dir(_models_folder, monkeypatch):
-    """The export cache of this module (the autouse fixture clears QA_* first, so set it per test)."""
-    monkeypatch.setenv("QA_MODELS_DIR", str(_models_folder))
+def models_dir(_models_folder):
+    """The export cache of this module (``Settings.models_dir``, passed to the embedders)."""
     return _models_folder
 
 
 def test_onnx_fp32_matches_torch_and_is_cached(models_dir, torch_embedder):
-    onnx = SentenceTransformerEmbedder(backend="onnx")
+    onnx = SentenceTransformerEmbedder(backend="onnx", models_dir=models_dir)
     assert onnx.model_id == MODEL_ID  # same vectors: indexes stay interchangeable with torch ones
     vectors = onnx.embed_documents(TEXTS)
     reference = torch_embedder.embed_documents(TEXTS)
@@ -58,12 +57,12 @@ def test_onnx_fp32_matches_torch_and_is_cached(models_dir, torch_embedder):
     exported = list(models_dir.rglob("*.onnx"))
     assert [p.name for p in exported] == ["model.onnx"]  # int8 only when asked for
     mtime = exported[0].stat().st_mtime
-    SentenceTransformerEmbedder(backend="onnx").warm_up()  # second use: loaded, not exported again
+    SentenceTransformerEmbedder(backend="onnx", models_dir=models_dir).warm_up()  # second use: loaded, not exported again
     assert exported[0].stat().st_mtime == mtime
 
 
 def test_onnx_int8_is_close_and_recorded_as_another_model(models_dir, torch_embedder):
-    int8 = SentenceTransformerEmbedder(backend="onnx-int8")
+    int8 = SentenceTransformerEmbedder(backend="onnx-int8", models_dir=models_dir)
     assert int8.model_id != MODEL_ID  # its vectors differ measurably: an index records it
     vectors = int8.embed_documents(TEXTS)
     reference = torch_embedder.embed_documents(TEXTS)
@@ -72,7 +71,7 @@ def test_onnx_int8_is_close_and_recorded_as_another_model(models_dir, torch_embe
 
 def test_int8_vector_depends_only_on_its_text(models_dir):
     """int8 scales activations per run: batched with others (and padded) a text's vector would move."""
-    int8 = SentenceTransformerEmbedder(backend="onnx-int8")
+    int8 = SentenceTransformerEmbedder(backend="onnx-int8", models_dir=models_dir)
     together = int8.embed_documents(TEXTS)
     for text, vector in zip(TEXTS, together):
         assert np.array_equal(int8.embed_documents([text])[0], vector)
@@ -85,6 +84,15 @@ def test_default_backend_and_choice_for_existing_indexes():
     assert choose_backend(None, MODEL_ID) == "torch"  # an index built with PyTorch (or ONNX fp32) keeps it
     assert choose_backend(None, MODEL_ID + "+onnx-int8") == "onnx-int8"
     assert choose_backend("onnx", MODEL_ID + "+onnx-int8") == "onnx"  # asked for: the store refuses the mix
+
+
+def test_models_dir_is_a_setting(tmp_path):
+    from ingest.settings import Settings
+    from ingest.store import embedder_for
+
+    settings = Settings.from_env({"QA_MODELS_DIR": str(tmp_path / "models")}, index_dir=tmp_path / "index")
+    assert settings.models_dir == tmp_path / "models"
+    assert embedder_for(settings, new_index=True).models_dir == tmp_path / "models"
 
 
 def test_unknown_backend_is_refused():

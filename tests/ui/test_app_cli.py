@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from app import _port, parse_auth
+from workspace.settings import parse_auth, parse_port
 from chatbot.types import QAError
 from tests.ui.conftest import REPO_ROOT
 
@@ -26,11 +26,11 @@ def test_auth_and_port_parsing():
     for bad in ("ana", "ana:", ":pw"):
         with pytest.raises(QAError, match="user:password"):
             parse_auth(bad)
-    assert _port("7860") == 7860
+    assert parse_port("7860") == 7860
     with pytest.raises(QAError, match="port"):
-        _port("http")
+        parse_port("http")
     with pytest.raises(QAError, match="between 1 and 65535"):
-        _port("70000")
+        parse_port("70000")
 
 
 def test_bad_configuration_is_one_line_not_a_traceback(tmp_path):

@@ -45,12 +45,11 @@ def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, c
     staged = ws.stage([("note.md", NOTE)])
     (dest,) = [d for _, d in staged.saved.values()]
 
-    class Broken:
-        def run(self, paths):
-            raise TypeError("metadata value must be str")
+    def broken(paths, progress=False, on_wait=None):
+        raise TypeError("metadata value must be str")
 
-    real = ws.library._ingestor
-    ws.library._ingestor = lambda on_wait=None: Broken()
+    real = ws.service.ingest
+    ws.service.ingest = broken
     job = writer.submit_upload("s1", staged)
     assert job.done.wait(60)
     (outcome,) = job.upload.outcomes
@@ -58,7 +57,7 @@ def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, c
     assert not dest.exists() and "Queued note" not in titles(ws)
     assert "Ingesting upload" in caplog.text  # the traceback is in the log
 
-    ws.library._ingestor = real
+    ws.service.ingest = real
     doc = next(d for d in ws.summaries() if d.title == "The Brelloway lighthouse ledger")
     deletion = writer.submit_delete("s1", doc.doc_id, doc.title)
     assert deletion.done.wait(60) and deletion.ok and "Deleted “The Brelloway lighthouse ledger”" in deletion.message

@@ -14,7 +14,7 @@ import pytest
 
 from workspace.ui import render
 from chatbot.service import AskOptions, QAService
-from chatbot.types import Answer, Citation, QAError
+from chatbot.types import Answer, Citation, Claim, QAError
 from workspace.library import safe_filename
 from workspace.overview import derived_question, example_questions
 from workspace.session import Session, Turn, cite_key
@@ -353,7 +353,8 @@ def test_exports_are_built_once_per_turn_and_safe_to_write_concurrently(ws, tmp_
 def _hostile_turn() -> Turn:
     quote = 'He wrote <img src=x onerror="window.__xss=1"> in the log.'
     c = Citation(1, "d1", XSS_TITLE, 10, 10 + len(quote), quote, 0.7)
-    answer = Answer(question="<b>q</b>", text=f"{quote} [1]", supported=True, citations=[c])
+    answer = Answer(question="<b>q</b>", text=f"{quote} [1]", supported=True, citations=[c],
+                    claims=[Claim(quote, (1,), 0.7, True)])
     return Turn("<script>alert(1)</script>?", answer, "2031-01-01T00:00:00Z", AskOptions())
 
 
@@ -393,11 +394,12 @@ def test_rendering_escapes_every_document_string(ws):
     assert_inert(render.render_filters_line(["<script>"], ["<img src=x>"], "", ""))
 
 
-def test_only_markers_of_real_citations_become_buttons():
+def test_only_real_citations_become_buttons_and_the_text_is_not_parsed():
     turn = _hostile_turn()
-    turn.answer.text += " [7]"
+    turn.answer.claims = [Claim(turn.answer.claims[0].text + " [9]", (1, 7), 0.7, True)]
     html = render.answer_html(0, turn)
-    assert html.count('class="qa-cite"') == 1 and "[7]" in html
+    assert html.count('class="qa-cite"') == 1 and 'data-cite="0:c:1"' in html
+    assert "[7]" not in html and "[9]" in html  # a marker-like string in a sentence stays text
 
 
 def test_ask_stream_yields_the_growing_draft_then_the_turn(ws, monkeypatch):
@@ -419,16 +421,25 @@ def test_ask_stream_yields_the_growing_draft_then_the_turn(ws, monkeypatch):
     assert len(items) == 1 and isinstance(items[0], Turn) and len(session.turns) == 2
 
 
-def test_unsupported_llm_sentences_are_flagged():
+def test_unsupported_llm_sentences_are_flagged_and_refusals_kept_as_written():
     turn = _hostile_turn()
-    turn.answer.text = "A claim the sources do not back. (unsupported) " + turn.answer.text
+    turn.answer.claims = [Claim("A claim the sources do not back.", (), 0.3, False), *turn.answer.claims,
+                          Claim("The sources don't say when.", (), 0.0, False, refusal=True)]
     html = render.answer_html(0, turn)
-    assert '<span class="qa-unsupported"' in html
+    assert html.count('<span class="qa-unsupported"') == 1
+    assert html.index("A claim the sources do not back. <span") < html.index('data-cite="0:c:1"')
+    assert html.endswith("The sources don&#x27;t say when.")
+
+
+def test_a_partial_answer_renders_its_lead_and_cited_quotes():
+    turn = _hostile_turn()
+    turn.answer.lead = "The sources don't say exactly that. What they say:"
+    html = render.answer_html(0, turn)
+    assert html.startswith("The sources don&#x27;t say exactly that. What they say: He wrote &lt;img")
+    assert 'data-cite="0:c:1"' in html
 
 
 def test_llm_sentence_checks_are_listed_and_escaped():
-    from chatbot.types import Claim
-
     turn = _hostile_turn()
     turn.answer.mode = "llm:llamacpp"
     turn.answer.claims = [Claim("<img src=x> Rahmon did it.", (1,), 0.81, True), Claim("Nobody else.", (), 0.2, False)]
@@ -471,11 +482,10 @@ def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
     staged = ws.stage([("a.md", b"# Doomed\n\nThe Pellow lock opens at dawn.")])
     (dest,) = [d for _, d in staged.saved.values()]
 
-    class Broken:
-        def run(self, paths):
-            raise TypeError("a bug deep in ingest")
+    def broken(paths, progress=False, on_wait=None):
+        raise TypeError("a bug deep in ingest")
 
-    monkeypatch.setattr(ws.library, "_ingestor", lambda on_wait=None: Broken())
+    monkeypatch.setattr(ws.service, "ingest", broken)
     with pytest.raises(TypeError):  # a bug is not swallowed here (the writer thread reports it)
         ws.ingest(staged)
     assert not dest.exists() and not dest.parent.exists()
@@ -483,12 +493,11 @@ def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
     staged = ws.stage([("a.md", b"# Doomed\n\nThe Pellow lock opens at dawn.")])
     (dest,) = [d for _, d in staged.saved.values()]
 
-    class Refused:
-        def run(self, paths):
-            from ingest.types import IngestError
-            raise IngestError("the index is locked by another writer")
+    def refused(paths, progress=False, on_wait=None):
+        from ingest.types import IngestError
+        raise IngestError("the index is locked by another writer")
 
-    monkeypatch.setattr(ws.library, "_ingestor", lambda on_wait=None: Refused())
+    monkeypatch.setattr(ws.service, "ingest", refused)
     (outcome,) = ws.ingest(staged).outcomes
     assert not outcome.ok and outcome.message == "not ingested: the index is locked by another writer"
     assert not dest.exists()

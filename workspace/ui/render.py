@@ -7,7 +7,6 @@ or ``data-example="<question>"`` (ask it); ``workspace/ui/app.py`` turns those c
 from __future__ import annotations
 
 import html
-import re
 from typing import Callable, Sequence
 
 from chatbot.types import NOT_IN_SOURCES, UNSUPPORTED_FLAG, Citation
@@ -18,7 +17,6 @@ from workspace.overview import DocSummary, Overview
 from workspace.session import Session, Turn, cite_key
 from workspace.sources import QuoteContext, SourceView
 
-_MARKER = re.compile(r"\[(\d+)\]")
 UNSUPPORTED_TIP = "The cited passages do not support this sentence: check it before relying on it."
 
 
@@ -99,20 +97,23 @@ def _cite_button(key: str, n: int, title: str) -> str:
 
 
 def answer_html(turn_index: int, turn: Turn) -> str:
-    """The answer text, escaped, with each ``[n]`` that matches a citation made clickable."""
-    by_n = {c.n: c for c in turn.answer.citations}
-    out, last = [], 0
-    text = turn.answer.text
-    for m in _MARKER.finditer(text):
-        c = by_n.get(int(m.group(1)))
-        if c is None:
-            continue
-        out.append(esc(text[last:m.start()]))
-        out.append(_cite_button(cite_key(turn_index, c), c.n, c.title))
-        last = m.end()
-    out.append(esc(text[last:]))
-    # LLM answers flag sentences their citations do not support (chatbot/generative.py)
-    return "".join(out).replace(UNSUPPORTED_FLAG, f'<span class="qa-unsupported" title="{UNSUPPORTED_TIP}">{UNSUPPORTED_FLAG}</span>')
+    """The answer from its structure (``Answer.lead`` and ``Answer.claims``), escaped: a supported
+    sentence with a button per citation, an unsupported one flagged, a refusal as written."""
+    a = turn.answer
+    if not a.claims:
+        return esc(a.text)
+    by_n = {c.n: c for c in a.citations}
+    parts = [esc(a.lead)] if a.lead else []
+    for claim in a.claims:
+        if claim.refusal:
+            parts.append(esc(claim.text))
+        elif claim.supported:
+            buttons = [_cite_button(cite_key(turn_index, by_n[n]), n, by_n[n].title) for n in claim.citations if n in by_n]
+            parts.append(" ".join([esc(claim.text), *buttons]))
+        else:  # LLM answers flag sentences their citations do not support (chatbot/generative.py)
+            parts.append(f'{esc(claim.text)} <span class="qa-unsupported" title="{UNSUPPORTED_TIP}">'
+                         f'{UNSUPPORTED_FLAG}</span>')
+    return " ".join(parts)
 
 
 def render_turn(i: int, turn: Turn) -> str:
@@ -163,16 +164,17 @@ def render_turn(i: int, turn: Turn) -> str:
 
 def _claims(a) -> str:
     """For LLM answers: each sentence of the model's answer and how well its sources support it."""
-    if not a.mode.startswith("llm") or not a.claims:
+    checked = [c for c in a.claims if not c.refusal]
+    if not a.mode.startswith("llm") or not checked:
         return ""
     items = "".join(
         f'<li class="{"qa-ok" if c.supported else "qa-bad"}">{"✓" if c.supported else "✗"} {esc(c.text)} '
         f'<span class="qa-muted">— {"cites " + ", ".join(f"[{n}]" for n in c.citations) if c.citations else "no citation"}'
         f', support {c.support:.2f}</span></li>'
-        for c in a.claims
+        for c in checked
     )
-    return (f'<details class="qa-claims"><summary>Sentence checks ({sum(c.supported for c in a.claims)} of '
-            f'{len(a.claims)} supported)</summary><ul>{items}</ul></details>')
+    return (f'<details class="qa-claims"><summary>Sentence checks ({sum(c.supported for c in checked)} of '
+            f'{len(checked)} supported)</summary><ul>{items}</ul></details>')
 
 
 def _clip(text: str, n: int) -> str:
