@@ -69,7 +69,7 @@ def _median(runs: list[tuple[float, float]]) -> tuple[float, float, list[float]]
 def measure(name: str, folder: Path, repeat: int, embedder) -> dict:
     import shutil
 
-    from chatbot.brief.build import brief_for_index, cache_dir
+    from chatbot.brief.cache import brief_for_index, cache_dir
     from ingest.pipeline import Ingestor
     from ingest.settings import Settings
     from ingest.store import IndexStore

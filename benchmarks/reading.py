@@ -218,7 +218,7 @@ def main() -> int:
     import train_judge as tj
     from chatbot.brief.nlp import parse
     from chatbot.judge import asks_for
-    from chatbot.service import SupportPolicy
+    from chatbot.answerer import SupportPolicy
 
     saved = tj.CACHE / "judge-data.pkl"
     if not saved.exists():

@@ -71,8 +71,8 @@ def collect(names, embedder) -> dict[str, list[dict]]:
         for n, item in enumerate(load_items(SETS[name][2])):
             vector = embedder.embed_query(item.question)
             passages = service.passages(item.question, vector)
-            found = service.rank(item.question, passages, vector)
-            chosen = select(found.ranked, service._quoting(item.question, None), per_actor=spans_actors(item.question),
+            found = service.answerer.rank(item.question, passages, vector)
+            chosen = select(found.ranked, service.answerer._quoting(item.question, None), per_actor=spans_actors(item.question),
                             question=item.question)
             quoted = "\n".join(c.text for c in chosen)
             feats = found.features or {k: 0.0 for k in FEATURES}
@@ -149,7 +149,7 @@ def auc(p: np.ndarray, y: np.ndarray) -> float | None:
 
 def figures(rows: list[dict], p: np.ndarray, threshold: float) -> dict:
     """Decision figures of SupportPolicy.answers (the probability and the number/date rule)."""
-    from chatbot.service import SupportPolicy
+    from chatbot.answerer import SupportPolicy
 
     policy = SupportPolicy(threshold=threshold)
     y = np.asarray([r["label"] for r in rows])
@@ -212,7 +212,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from chatbot.judge import FEATURES, MODEL_FILE
-    from chatbot.service import SupportPolicy
+    from chatbot.answerer import SupportPolicy
     from ingest.embed import SentenceTransformerEmbedder
 
     threshold = SupportPolicy().threshold if args.threshold is None else args.threshold

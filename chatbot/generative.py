@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from chatbot.answerer import AnswerRequest
 from chatbot.claims import CheckedClaim, Match, SupportConfig, check_claims, is_refusal, split_claims
 from chatbot.llm_client import ChatClient, LLMConfig, LLMUnavailable, check_provider
 from chatbot.prompt import CONDENSE_PROMPT, build_messages, prompt_passages
@@ -102,19 +103,21 @@ class LLMAnswerer:
         return self.client.stream(messages, stream=stream)
 
     # ------------------------------------------------------------- answering
-    def answer(self, question: str, standalone: str, passages: Sequence[Passage], fallback: Answer) -> Answer:
+    def answer(self, request: AnswerRequest) -> Answer:
         """The checked answer (raises ``LLMUnavailable`` when the model cannot answer)."""
         result = None
-        for item in self._run(question, standalone, passages, fallback, stream=False):
+        for item in self.answer_stream(request, stream=False):
             if isinstance(item, Answer):
                 result = item
         assert result is not None
         return result
 
-    def answer_stream(self, question: str, standalone: str, passages: Sequence[Passage],
-                      fallback: Answer) -> Iterator[str | Answer]:
-        """Yields pieces of the model's raw text as they arrive, then the checked ``Answer``."""
-        return self._run(question, standalone, passages, fallback, stream=True)
+    def answer_stream(self, request: AnswerRequest, stream: bool = True) -> Iterator[str | Answer]:
+        """Yields pieces of the model's raw text as they arrive, then the checked ``Answer``. When the
+        model's answer cannot be checked, or it refuses, the answer offers ``request.extractive``'s
+        evidence."""
+        fallback = request.extractive or Answer(request.question, "", False)
+        return self._run(request.question, request.standalone, request.passages, fallback, stream=stream)
 
     def _run(self, question: str, standalone: str, passages: Sequence[Passage], fallback: Answer,
              stream: bool) -> Iterator[str | Answer]:

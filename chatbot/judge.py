@@ -12,7 +12,7 @@ whose direction holds on every dev set (today alignment, semantic_max, type_gap)
 names, standardisation, coefficients, training command, univariate AUCs and cross-set figures).
 The others are computed for that script and for the two rules below.
 
-Levels (``SupportPolicy`` in chatbot.service): ``answered`` when the probability reaches the
+Levels (``SupportPolicy`` in chatbot.answerer): ``answered`` when the probability reaches the
 threshold, one of the top sentences supplies the number or date a question asks for
 (``type_gap_top`` is 0), and every name of the question occurs in the index (``names_unknown``
 is 0); else ``partial`` when the best evidence is on the question's topic (the

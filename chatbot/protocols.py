@@ -2,6 +2,8 @@
 
 - ``Retriever``: a question -> ranked ``Passage``s (``chatbot.retrieve.HybridRetriever``: dense +
   BM25, fused). Also a LangChain ``BaseRetriever``: ``chatbot.langchain_adapters.PassageRetriever``.
+- ``Answerer``: the question and its passages (``chatbot.answerer.AnswerRequest``) -> an ``Answer``
+  with exact citations (``chatbot.answerer.ExtractiveAnswerer``, ``chatbot.generative.LLMAnswerer``).
 
 The store and embedder interfaces are in ``ingest.protocols`` (ingest never imports chatbot).
 """
@@ -14,7 +16,9 @@ import numpy as np
 from chatbot.types import Filters
 
 if TYPE_CHECKING:
+    from chatbot.answerer import AnswerRequest
     from chatbot.retrieve import Passage
+    from chatbot.types import Answer
 
 
 @runtime_checkable
@@ -24,4 +28,14 @@ class Retriever(Protocol):
         """The best ``top_k`` passages for ``query`` (best first; ``Passage.score`` higher is better)
         among the documents ``filters`` allow; ``vector``: the query's embedding when the caller
         already has it."""
+        ...
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    mode: str  # recorded in each Answer ("extractive", "llm:<provider>")
+
+    def answer(self, request: "AnswerRequest") -> "Answer":
+        """The answer to ``request.question`` from ``request.passages``: every quote an exact slice of a
+        stored document, or "The sources don't say" when the passages do not answer it."""
         ...

@@ -89,7 +89,7 @@ def _number(env: Mapping[str, str], name: str, kind, default, lo, hi):
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    """When the extractive answerer answers (``chatbot.service.SupportPolicy``; None: its default)."""
+    """When the extractive answerer answers (``chatbot.answerer.SupportPolicy``; None: its default)."""
 
     threshold: float | None = None  # QA_ANSWER_THRESHOLD: the judge's probability needed to answer
     topic_semantic: float | None = None  # QA_TOPIC_SEMANTIC: sentence cosine that makes a question on topic

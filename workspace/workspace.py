@@ -141,7 +141,7 @@ class Workspace:
 
     def more_evidence(self, session: Session, options: AskOptions) -> tuple[str, AskOptions]:
         """The latest question (as it was understood, standalone) and ``options`` with twice the
-        passages it was answered from; the quoting budget grows with them (``QAService._quoting``)."""
+        passages it was answered from; the quoting budget grows with them (``ExtractiveAnswerer._quoting``)."""
         if not session.turns:
             raise QAError("Ask a question first: “More evidence” asks the latest question again with more passages.")
         last = session.turns[-1]

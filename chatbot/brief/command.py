@@ -69,7 +69,8 @@ def _brief(args, settings: QASettings) -> int:
 
 
 def _brief_with(args, qa_settings: QASettings, worker) -> int:
-    from chatbot.brief.build import BriefConfig, BriefError, brief_for_index
+    from chatbot.brief.build import BriefConfig, BriefError
+    from chatbot.brief.cache import brief_for_index
     from chatbot.brief.render import brief_markdown
     from chatbot.brief.themes import DEFAULT_THEMES, ThemeError, load_themes
     from ingest.store import IndexStore, embedder_for

@@ -134,3 +134,22 @@ def test_llm_mode_refuses_before_generating(seed_index, real_embedder):
                             options=AskOptions(mode="llm"))
     assert not answer.supported and answer.level == "none" and "not asked" in answer.notice
     assert_citation_invariants(answer, service.doc_text)
+
+
+def test_both_answerers_answer_the_same_request(seed_service, real_embedder):
+    """Extractive and LLM answerers are one interface: ``answer(AnswerRequest) -> Answer``."""
+    from chatbot.answerer import AnswerRequest
+    from chatbot.generative import LLMAnswerer
+    from chatbot.protocols import Answerer
+    from chatbot.settings import LLMConfig
+
+    question = "Who offered sanctuary to Ahmad Massoud?"
+    vector = real_embedder.embed_query(question)
+    request = AnswerRequest(question, question, seed_service.passages(question, vector), vector)
+    extractive = seed_service.answerer.answer(request)
+    assert isinstance(seed_service.answerer, Answerer) and extractive.mode == seed_service.answerer.mode
+    assert seed_service.answer(question).text == extractive.text  # what the service answers with it
+    assert extractive.supported and "Rahmon" in extractive.text
+    assert_citation_invariants(extractive, seed_service.doc_text)
+    llm = LLMAnswerer(LLMConfig(provider="openai", model="unused"), embedder=real_embedder)
+    assert isinstance(llm, Answerer) and llm.mode == "llm:openai"

@@ -197,7 +197,8 @@ def test_brief_without_an_index_says_to_run_ingest(tmp_path):
 
 def test_conflicts_among_cited_sentences_reuse_the_briefs_parses(fixture_index, fixture_brief):
     """The detector runs on any list of citations (an answer's), from the brief's parse cache."""
-    from chatbot.brief.build import Doc, ParseCache, cache_dir, cited_conflicts
+    from chatbot.brief.build import Doc, cited_conflicts
+    from chatbot.brief.cache import ParseCache, cache_dir
     from chatbot.provenance import QuoteRecord
     from ingest.store import IndexStore, embedder_for
 

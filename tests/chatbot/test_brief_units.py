@@ -11,7 +11,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from chatbot.brief.figures import Figure, conflicts, disagree, same_measure
+from chatbot.brief.conflicts import conflicts, disagree, same_measure
+from chatbot.brief.figures import Figure
 from chatbot.brief.gazetteer import default_gazetteer
 from chatbot.brief.nlp import Parsed, paragraphs
 from chatbot.brief.render import brief_markdown, claim_text
@@ -247,7 +248,8 @@ def test_markdown_cites_every_line():
 
 
 def test_parses_are_cached_by_document_and_pruned(tmp_path):
-    from chatbot.brief.build import Doc, ParseCache, _parse_all
+    from chatbot.brief.build import Doc, _parse_all
+    from chatbot.brief.cache import ParseCache
 
     calls = []
 

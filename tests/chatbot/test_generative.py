@@ -16,6 +16,7 @@ from dataclasses import replace
 import pytest
 
 from chatbot import conversation
+from chatbot.answerer import AnswerRequest
 from chatbot.claims import DraftSentence, check_claims, passage_sentences, split_claims
 from chatbot.generative import LLMAnswerer, llm_from_settings
 from chatbot.llm_client import ChatClient, LLMUnavailable
@@ -113,7 +114,7 @@ def test_llamacpp_answer(local_service):
 def test_llamacpp_streaming_yields_text_then_the_checked_answer(local_service, local_llm):
     passages = evidence_passages(local_service, QUESTION, 1)
     fallback = local_service.answer(QUESTION, options=AskOptions(top_k=1))
-    items = list(local_llm.answer_stream(QUESTION, QUESTION, passages, fallback))
+    items = list(local_llm.answer_stream(AnswerRequest(QUESTION, QUESTION, passages, None, extractive=fallback)))
     assert isinstance(items[-1], Answer)
     pieces = items[:-1]
     assert pieces and all(isinstance(p, str) for p in pieces)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from chatbot.judge import FEATURES, MODEL_FILE, Judge, asks_for, features, question_names, supplies
-from chatbot.service import ANSWERED, NONE, PARTIAL, SupportPolicy
+from chatbot.answerer import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
 from chatbot.settings import AnswerSettings
 from ingest.store import StoredChunk, encode_sentence_vectors, sentence_vectors_of

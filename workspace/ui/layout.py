@@ -113,7 +113,7 @@ def ask_tab(c: Components, ws: Workspace) -> None:
             with gr.Row(elem_classes="qa-tools-row"):
                 # scale=0 sizes a button to min_width (not to its text): the widths fit the labels.
                 c.new_btn = gr.Button("New conversation", size="sm", scale=0, min_width=125, elem_id="qa-new")
-            c.more_btn = gr.Button("More evidence", size="sm", scale=0, min_width=110, elem_id="qa-more")
+                c.more_btn = gr.Button("More evidence", size="sm", scale=0, min_width=110, elem_id="qa-more")
                 c.exports = gr.HTML("", elem_id="qa-exports", padding=False)
             with gr.Accordion("Latest answer as JSON", open=False):
                 c.answer_json = gr.JSON(value=None, elem_id="qa-answer-json")
