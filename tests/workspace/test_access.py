@@ -4,7 +4,6 @@ The middleware runs in front of a small Starlette app that mimics Gradio's uploa
 routes (the real app is tested in tests/ui/test_access.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from workspace.access import COOKIE, AccessMiddleware, FileAccess, export_url, owner_key, request_sid, routes
 from chatbot.safe_text import clean_question
+from workspace.access import COOKIE, AccessMiddleware, FileAccess, export_url, owner_key, request_sid, routes
 from workspace.throttle import LoginThrottle
 
 PASSWORD = "right"

@@ -6,22 +6,21 @@ import threading
 
 import pytest
 
-from workspace.ui import render
 from workspace.jobs import DONE, WriteQueue
-from workspace.workspace import Workspace
-from tests.workspace.test_workspace import corpus, titles, ws  # noqa: F401 - fixtures
+from workspace.ui import render
+from tests.workspace.conftest import titles
 
 NOTE = b"# Queued note\n\nThe Marrow lift carries six passengers."
 
 
 @pytest.fixture
-def writer(ws):  # noqa: F811
+def writer(ws):
     q = WriteQueue(ws)
     yield q
     q.close()
 
 
-def test_upload_runs_in_the_background_and_reports_each_file(ws, writer):  # noqa: F811
+def test_upload_runs_in_the_background_and_reports_each_file(ws, writer):
     gate = threading.Event()
     real = ws.ingest
     ws.ingest = lambda staged, progress=None: (gate.wait(30), real(staged))[1]
@@ -41,7 +40,7 @@ def test_upload_runs_in_the_background_and_reports_each_file(ws, writer):  # noq
     assert "1 of 2 file(s) ingested" in render.render_jobs(writer.jobs("s1"), writer.ahead, 0.0)
 
 
-def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, caplog):  # noqa: F811
+def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, caplog):
     staged = ws.stage([("note.md", NOTE)])
     (dest,) = [d for _, d in staged.saved.values()]
 
@@ -66,7 +65,7 @@ def test_a_bug_in_a_job_is_that_jobs_outcome_and_the_next_job_runs(ws, writer, c
     assert writer.jobs("s1")[0] is again  # newest first
 
 
-def test_finished_jobs_are_bounded_and_forgotten_with_their_session(ws):  # noqa: F811
+def test_finished_jobs_are_bounded_and_forgotten_with_their_session(ws):
     writer = WriteQueue(ws, keep=2)
     try:
         jobs = [writer.submit_delete("s1", "0" * 20, "nothing") for _ in range(4)]

@@ -8,15 +8,15 @@ from types import SimpleNamespace
 import pytest
 
 from workspace.access import COOKIE, FileAccess
-from workspace.ui.app import WorkspaceUI
 from workspace.session import Session
-from tests.workspace.test_workspace import corpus, titles, ws  # noqa: F401 - fixtures
+from workspace.ui.app import WorkspaceUI
+from tests.workspace.conftest import titles
 
 SID = FileAccess.new_sid()
 
 
 @pytest.fixture
-def ui(ws, tmp_path):  # noqa: F811
+def ui(ws, tmp_path):
     ui = WorkspaceUI(ws, export_dir=tmp_path / "exports")
     yield ui
     ui.writer.close()

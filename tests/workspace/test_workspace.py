@@ -1,183 +1,21 @@
-"""The workspace without Gradio: uploads (safe names, limits, per-file errors), delete, overview,
-conversation state, citation context, source views, exports and HTML escaping.
-
-A real Chroma index in a temp folder with the deterministic fake embedder: fast, and exact enough
-for the logic here (answer quality on the real model is tested in test_answers.py and tests/ui).
-"""
+"""The workspace without Gradio: overview, conversation state, options, citation context, source
+views and exports."""
 from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
-from workspace.ui import render
-from chatbot.service import AskOptions, QAService
-from chatbot.types import Answer, Citation, Claim, QAError
-from workspace.library import safe_filename
+from chatbot.service import AskOptions
+from chatbot.types import Answer, Citation, QAError
+from ingest.store import DocRecord
 from workspace.overview import derived_question, example_questions
 from workspace.session import Session, Turn, cite_key
-from workspace.settings import UploadLimits
 from workspace.sources import quote_context
+from workspace.ui import render
 from workspace.workspace import Workspace
-from ingest.pipeline import Ingestor
-from ingest.settings import Settings
-from ingest.store import DocRecord
-from tests.ingest.helpers import FakeEmbedder
-
-XSS_TITLE = '<script>window.__xss=1</script> Harbour notes <img src=x onerror="window.__xss=1">'
-
-LIGHTHOUSE = """---
-title: The Brelloway lighthouse ledger
-source: Coastal Gazette
-published: 2031-03-04
-questions:
-  - Who keeps the Brelloway lighthouse?
-  - When was the lamp replaced?
----
-The Brelloway lighthouse is kept by Oriel Fenwick, who has tended the lamp for nine winters.
-
-The lamp was replaced in March 2031 after a storm cracked the lens. Fenwick logged every ship that passed.
-"""
-
-ORCHARD = """---
-source: Valley Courier
-published: 2029-09-01
----
-# Quillmere orchard cooperative
-
-The Quillmere Orchard Cooperative harvested eleven tonnes of pears this season. Its chair, Tamsin Rook, credited the new irrigation canal.
-"""
-
-
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    (folder / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
-    (folder / "orchard.md").write_text(ORCHARD, encoding="utf-8")
-    return folder
-
-
-@pytest.fixture
-def ws(tmp_path, corpus) -> Workspace:
-    settings = Settings(index_dir=tmp_path / "index")
-    embedder = FakeEmbedder()
-    report = Ingestor(settings, embedder=embedder, progress=False).run([corpus])
-    assert report.added == 2 and not report.failed
-    service = QAService(settings, embedder=embedder).open()
-    return Workspace(service, upload_dir=tmp_path / "uploads", limits=UploadLimits(max_bytes=4096, max_files=5))
-
-
-def titles(ws: Workspace) -> set[str]:
-    return {d.title for d in ws.summaries()}
-
-
-# ------------------------------------------------------------------------------- uploads
-@pytest.mark.parametrize("original, expected", [
-    ("../../x.md", "x.md"),
-    ("..\\..\\windows\\evil.MD", "evil.md"),
-    ("/etc/passwd.txt", "passwd.txt"),
-    (".hidden.md", "hidden.md"),
-    ("Annual report 2030 (final).pdf", "Annual-report-2030-final.pdf"),
-    ("Ré­sumé été.docx", "Resume-ete.docx"),
-    ("<img src=x onerror=alert(1)>.md", "img-src-x-onerror-alert-1.md"),
-    ("....md", "upload.md"),
-    ("a" * 300 + ".txt", "a" * 60 + ".txt"),
-])
-def test_safe_filename_keeps_only_a_plain_base_name(original, expected):
-    assert safe_filename(original) == expected
-
-
-def test_upload_is_stored_under_a_generated_name_inside_the_upload_folder(ws, tmp_path):
-    result = ws.upload([("../../x.md", b"# Escape attempt\n\nThe Vantorine bridge opened in 2032.\n")])
-    (outcome,) = result.outcomes
-    assert outcome.ok, outcome.message
-    assert outcome.name == "x.md"  # the original name, for display only
-    stored = (ws.upload_dir / outcome.stored_as).resolve()
-    assert stored.is_file() and stored.is_relative_to(ws.upload_dir)
-    assert stored.parent != ws.upload_dir and len(stored.parent.name) == 16  # generated folder
-    assert not (tmp_path / "x.md").exists() and not (tmp_path.parent / "x.md").exists()
-    assert "Escape attempt" in titles(ws)
-    manifest = json.loads((ws.upload_dir / ".manifest.json").read_text())
-    assert manifest[outcome.stored_as]["original"] == "x.md"
-    library = {d.title: d for d in ws.summaries()}
-    assert library["Escape attempt"].filename == "x.md" and library["Escape attempt"].uploaded
-
-
-def test_upload_limits_and_per_file_errors(ws):
-    result = ws.upload([
-        ("big.md", b"# Big\n\n" + b"word " * 2000),  # over the 4 KB limit
-        ("tool.exe", b"MZ binary"),
-        ("empty.md", b""),
-        ("good.txt", b"The Harrowgate ferry carries forty cars across the Lune estuary."),
-    ])
-    by_name = {o.name: o for o in result.outcomes}
-    assert [o.name for o in result.outcomes] == ["big.md", "tool.exe", "empty.md", "good.txt"]
-    assert not by_name["big.md"].ok and "limit is 0.00390625 MB" in by_name["big.md"].message
-    assert not by_name["tool.exe"].ok and "unsupported file type '.exe'" in by_name["tool.exe"].message
-    assert not by_name["empty.md"].ok and "empty" in by_name["empty.md"].message
-    assert by_name["good.txt"].ok, by_name["good.txt"].message
-    assert by_name["good.txt"].title == "Good"
-    stored = [p for p in ws.upload_dir.rglob("*") if p.is_file() and p.name != ".manifest.json"]
-    assert len(stored) == 1 and stored[0].name == "good.txt"  # rejected and failed files are not kept
-
-
-def test_upload_max_files(ws):
-    files = [(f"f{i}.md", f"# Note {i}\n\nThe note number {i} mentions the Orvane quarry.".encode()) for i in range(7)]
-    result = ws.upload(files)
-    assert len(result.ok) == 5
-    assert [o.name for o in result.failed] == ["f5.md", "f6.md"]
-    assert all("at most 5 files" in o.message for o in result.failed)
-
-
-def test_duplicate_upload_is_reported_not_indexed_twice(ws):
-    ws.upload([("one.md", b"# Twin\n\nThe Sellick mill grinds rye on Thursdays.")])
-    before = len(ws.documents())
-    result = ws.upload([("two.md", b"# Twin\n\nThe Sellick mill grinds rye on Thursdays.")])
-    assert result.ok and "same text" in result.ok[0].message
-    assert len(ws.documents()) == before
-
-
-def test_upload_limits_from_env():
-    assert UploadLimits.from_env({}).max_bytes == 20 * 1024 * 1024
-    limits = UploadLimits.from_env({"QA_MAX_UPLOAD_MB": "1.5", "QA_UPLOAD_TYPES": "md, .PDF"})
-    assert limits.max_bytes == int(1.5 * 1024 * 1024) and limits.extensions == (".md", ".pdf")
-    with pytest.raises(QAError, match="QA_MAX_UPLOAD_MB"):
-        UploadLimits.from_env({"QA_MAX_UPLOAD_MB": "lots"})
-    with pytest.raises(QAError, match="QA_UPLOAD_TYPES"):
-        UploadLimits.from_env({"QA_UPLOAD_TYPES": ".md,.exe"})
-
-
-def test_delete_removes_document_chunks_and_uploaded_file(ws):
-    (outcome,) = ws.upload([("note.md", b"# Delete me\n\nThe Carrow tram depot closes at midnight.")]).outcomes
-    stored = ws.upload_dir / outcome.stored_as
-    chunks_before = ws.service.store.count_chunks()
-    message = ws.delete(outcome.doc_id)
-    assert "Deleted “Delete me”" in message
-    assert "Delete me" not in titles(ws)
-    assert ws.service.store.count_chunks() < chunks_before
-    assert not stored.exists()
-    assert outcome.stored_as not in json.loads((ws.upload_dir / ".manifest.json").read_text())
-    with pytest.raises(QAError, match="not in the index"):
-        ws.delete(outcome.doc_id)
-
-
-def test_asking_after_every_document_was_deleted_says_the_index_is_empty(ws):
-    session = Session()
-    ws.ask(session, "Who keeps the Brelloway lighthouse?")
-    for doc in ws.summaries():
-        ws.delete(doc.doc_id)
-    with pytest.raises(QAError, match="is empty. Run `python -m ingest`"):
-        ws.ask(session, "Who keeps the Brelloway lighthouse?")
-    assert len(session.turns) == 1  # the answer already given is kept
-
-
-def test_deleting_a_corpus_document_warns_that_its_file_remains(ws):
-    doc = next(d for d in ws.summaries() if d.title == "The Brelloway lighthouse ledger")
-    message = ws.delete(doc.doc_id)
-    assert "still on disk" in message and "lighthouse.md" in message
+from tests.workspace.conftest import hostile_turn
 
 
 # ------------------------------------------------------------------------------ overview
@@ -349,59 +187,6 @@ def test_exports_are_built_once_per_turn_and_safe_to_write_concurrently(ws, tmp_
     assert len(list(folder.iterdir())) == 3 * 4  # only the latest three sets are kept
 
 
-# --------------------------------------------------------------------------- escaping
-def _hostile_turn() -> Turn:
-    quote = 'He wrote <img src=x onerror="window.__xss=1"> in the log.'
-    c = Citation(1, "d1", XSS_TITLE, 10, 10 + len(quote), quote, 0.7)
-    answer = Answer(question="<b>q</b>", text=f"{quote} [1]", supported=True, citations=[c],
-                    claims=[Claim(quote, (1,), 0.7, True)])
-    return Turn("<script>alert(1)</script>?", answer, "2031-01-01T00:00:00Z", AskOptions())
-
-
-def assert_inert(html: str) -> None:
-    lowered = html.lower()
-    for raw in ("<script", "<img", "<b>q</b>", "<i>src</i>"):
-        assert raw not in lowered, raw
-    assert "&lt;" in html
-
-
-def test_rendering_escapes_every_document_string(ws):
-    session = Session(turns=[_hostile_turn()])
-    transcript = render.render_transcript(session)
-    assert_inert(transcript)
-    assert 'data-cite="0:c:1"' in transcript  # the marker itself is still a real button
-    assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;" in transcript
-
-    ctx = quote_context("0123456789" + session.turns[0].answer.citations[0].quote, 10,
-                        10 + len(session.turns[0].answer.citations[0].quote),
-                        session.turns[0].answer.citations[0].quote)
-    assert_inert(render.render_evidence(session, lambda c: ctx))
-
-    from workspace.library import FileOutcome, UploadResult
-    from workspace.overview import DocSummary, Overview
-    from workspace.sources import SourceView, Span
-
-    doc = DocSummary("d1", XSS_TITLE, "<i>src</i>", "2031", "", "javascript:alert(1)", 2, 0, "<img src=x>.md", True)
-    assert_inert(render.render_library([doc]))
-    assert_inert(render.render_start(Overview([doc], 2, [("<i>src</i>", 1)], None, None, 1, [XSS_TITLE])))
-    assert_inert(render.render_upload_result(UploadResult([FileOutcome("<img src=x>.md", False, "<script>")])))
-    c = session.turns[0].answer.citations[0]
-    text = "<script>x</script>" + c.quote
-    view = SourceView(doc, XSS_TITLE, text, 0, len(text), [Span(18, 18 + len(c.quote), "[1]", True)], c)
-    source = render.render_source(view)
-    assert_inert(source)
-    assert "javascript:" not in source  # only http(s) links are made clickable
-    assert_inert(render.render_filters_line(["<script>"], ["<img src=x>"], "", ""))
-
-
-def test_only_real_citations_become_buttons_and_the_text_is_not_parsed():
-    turn = _hostile_turn()
-    turn.answer.claims = [Claim(turn.answer.claims[0].text + " [9]", (1, 7), 0.7, True)]
-    html = render.answer_html(0, turn)
-    assert html.count('class="qa-cite"') == 1 and 'data-cite="0:c:1"' in html
-    assert "[7]" not in html and "[9]" in html  # a marker-like string in a sentence stays text
-
-
 def test_ask_stream_yields_the_growing_draft_then_the_turn(ws, monkeypatch):
     final = Answer(question="q", text="Done [1]", supported=True)
 
@@ -421,99 +206,6 @@ def test_ask_stream_yields_the_growing_draft_then_the_turn(ws, monkeypatch):
     assert len(items) == 1 and isinstance(items[0], Turn) and len(session.turns) == 2
 
 
-def test_unsupported_llm_sentences_are_flagged_and_refusals_kept_as_written():
-    turn = _hostile_turn()
-    turn.answer.claims = [Claim("A claim the sources do not back.", (), 0.3, False), *turn.answer.claims,
-                          Claim("The sources don't say when.", (), 0.0, False, refusal=True)]
-    html = render.answer_html(0, turn)
-    assert html.count('<span class="qa-unsupported"') == 1
-    assert html.index("A claim the sources do not back. <span") < html.index('data-cite="0:c:1"')
-    assert html.endswith("The sources don&#x27;t say when.")
-
-
-def test_a_partial_answer_renders_its_lead_and_cited_quotes():
-    turn = _hostile_turn()
-    turn.answer.lead = "The sources don't say exactly that. What they say:"
-    html = render.answer_html(0, turn)
-    assert html.startswith("The sources don&#x27;t say exactly that. What they say: He wrote &lt;img")
-    assert 'data-cite="0:c:1"' in html
-
-
-def test_llm_sentence_checks_are_listed_and_escaped():
-    turn = _hostile_turn()
-    turn.answer.mode = "llm:llamacpp"
-    turn.answer.claims = [Claim("<img src=x> Rahmon did it.", (1,), 0.81, True), Claim("Nobody else.", (), 0.2, False)]
-    html = render.render_turn(0, turn)
-    assert "Sentence checks (1 of 2 supported)" in html and "support 0.81" in html and "no citation" in html
-    assert_inert(html)
-
-
-def test_pdf_upload_cites_its_page(ws):
-    from tests.ingest.helpers import make_pdf
-
-    pdf = make_pdf([["The Ostrava ledger opens with a list of mills."],
-                    ["On the second page the Ostrava ledger records that the Kelmscott mill burned in 1911."]],
-                   title="Ostrava ledger")
-    (outcome,) = ws.upload([("ledger.pdf", pdf)]).outcomes
-    assert outcome.ok, outcome.message
-    session = Session()
-    turn = ws.ask(session, "When did the Kelmscott mill burn?")
-    c = next(c for c in turn.answer.citations + turn.answer.evidence if "Kelmscott" in c.quote)
-    assert c.page == 2
-    key = cite_key(0, c, evidence=not turn.answer.supported)
-    assert "page 2" in render.render_evidence(session, ws.context)
-    assert "page 2" in render.render_source(ws.source_view(session, key))
-    assert next(d for d in ws.summaries() if d.doc_id == c.doc_id).n_pages == 2
-
-
-# ------------------------------------------------------------- staged uploads, file access
-def test_staging_is_quick_and_ingest_reports_every_file(ws):
-    staged = ws.stage([("a.md", b"# Staged one\n\nThe Pellow lock opens at dawn."), ("b.exe", b"x"),
-                       ("c.md", b"# Staged two\n\nThe Dunmere weir was raised in 2030.")])
-    assert sorted(staged.saved) == [0, 2] and staged.rejected[1].message.startswith("unsupported file type")
-    assert all(dest.is_file() for _, dest in staged.saved.values())
-    assert "Staged one" not in titles(ws)  # stored, not indexed yet
-    result = ws.ingest(staged)
-    assert [o.ok for o in result.outcomes] == [True, False, True]
-    assert {"Staged one", "Staged two"} <= titles(ws)
-
-
-def test_a_failing_ingest_removes_the_stored_files(ws, monkeypatch):
-    staged = ws.stage([("a.md", b"# Doomed\n\nThe Pellow lock opens at dawn.")])
-    (dest,) = [d for _, d in staged.saved.values()]
-
-    def broken(paths, progress=False, on_wait=None):
-        raise TypeError("a bug deep in ingest")
-
-    monkeypatch.setattr(ws.service, "ingest", broken)
-    with pytest.raises(TypeError):  # a bug is not swallowed here (the writer thread reports it)
-        ws.ingest(staged)
-    assert not dest.exists() and not dest.parent.exists()
-
-    staged = ws.stage([("a.md", b"# Doomed\n\nThe Pellow lock opens at dawn.")])
-    (dest,) = [d for _, d in staged.saved.values()]
-
-    def refused(paths, progress=False, on_wait=None):
-        from ingest.types import IngestError
-        raise IngestError("the index is locked by another writer")
-
-    monkeypatch.setattr(ws.service, "ingest", refused)
-    (outcome,) = ws.ingest(staged).outcomes
-    assert not outcome.ok and outcome.message == "not ingested: the index is locked by another writer"
-    assert not dest.exists()
-
-
-def test_upload_file_is_the_original_while_the_document_exists(ws):
-    (outcome,) = ws.upload([("Field notes.md", b"# Kept file\n\nThe Arlow beacon burns whale oil.")]).outcomes
-    path, name = ws.upload_file(outcome.doc_id)
-    assert name == "Field notes.md" and path == (ws.upload_dir / outcome.stored_as).resolve()
-    corpus_doc = next(d for d in ws.summaries() if not d.uploaded)
-    assert ws.upload_file(corpus_doc.doc_id) is None  # corpus files are not served
-    assert ws.upload_file("../../etc/passwd") is None and ws.upload_file("") is None
-    ws.delete(outcome.doc_id)
-    assert ws.upload_file(outcome.doc_id) is None
-
-
 def test_questions_are_stored_and_exported_without_control_characters(ws):
     session = Session()
     turn = ws.ask(session, "Who keeps\u202e the Brelloway\x1b[2J lighthouse?\x00")
@@ -524,7 +216,7 @@ def test_questions_are_stored_and_exported_without_control_characters(ws):
 
 
 def test_markdown_export_escapes_html_and_links_json_stays_exact(ws):
-    session = Session(turns=[_hostile_turn()])
+    session = Session(turns=[hostile_turn()])
     turn = session.turns[0]
     c = turn.answer.citations[0]
     link = Citation(2, "d1", "[click](javascript:alert(1))", 0, 5, "See [here](javascript:alert(2)) \\<b>", 0.5)
