@@ -8,11 +8,13 @@ import re
 
 import pytest
 
+from chatbot.answerer import AnswerRequest
 from chatbot.claims import DraftSentence, check_claims
 from chatbot.generative import LLMAnswerer
-from chatbot.llm_client import ChatClient, LLMConfig, LLMUnavailable
+from chatbot.llm_client import ChatClient, LLMUnavailable
 from chatbot.prompt import CONDENSE_PROMPT, SYSTEM_PROMPT, build_messages
 from chatbot.service import AskOptions, QAService
+from chatbot.settings import LLMConfig
 from chatbot.types import NOT_IN_SOURCES, UNSUPPORTED_FLAG, Answer, Citation, Claim
 from tests.chatbot.fakes import ScriptedChatModel, WordEmbedder, make_passage, pieces, prompt_text
 from tests.chatbot.helpers import assert_citation_invariants
@@ -34,6 +36,10 @@ WRONG_NUMBER_SUPPORT = (0.6 * 7 / 8 + 0.4 * 5 / 6) * 0.3  # 900 is not in the pa
 def fallback() -> Answer:
     evidence = [Citation(1, "d2", "Exiles", 0, 36, TRUE, 0.5)]
     return Answer(QUESTION, f"{NOT_IN_SOURCES} — extractive.", False, evidence=evidence, support_level="none")
+
+
+def request(question: str = QUESTION) -> AnswerRequest:
+    return AnswerRequest(question, question, PASSAGES, None, extractive=fallback())
 
 
 def answerer(reply="", error=None) -> tuple[LLMAnswerer, ScriptedChatModel]:
@@ -68,7 +74,7 @@ REPLY = f"Rahmon offered sanctuary to Massoud [2]. {WRONG_NUMBER[:-1]} [1]. {DIV
 
 def test_answer_is_built_from_the_checked_claims():
     llm, model = answerer(REPLY)
-    answer = llm.answer(QUESTION, QUESTION, PASSAGES, fallback())
+    answer = llm.answer(request())
 
     (system, user), = model.prompts  # the prompt reached the chat model as LangChain messages
     assert (system.type, system.content) == ("system", SYSTEM_PROMPT)
@@ -86,33 +92,33 @@ def test_answer_is_built_from_the_checked_claims():
 
 def test_streaming_passes_the_model_text_on_then_the_same_answer():
     llm, model = answerer(REPLY)
-    items = list(llm.answer_stream(QUESTION, QUESTION, PASSAGES, fallback()))
+    items = list(llm.answer_stream(request()))
     assert items[:-1] == pieces(REPLY) and len(items) > 10
-    assert items[-1] == answerer(REPLY)[0].answer(QUESTION, QUESTION, PASSAGES, fallback())
+    assert items[-1] == answerer(REPLY)[0].answer(request())
 
 
 def test_refusals_and_unverifiable_answers_show_the_extractive_evidence():
-    refused = answerer("The sources don't say.")[0].answer(QUESTION, QUESTION, PASSAGES, fallback())
+    refused = answerer("The sources don't say.")[0].answer(request())
     assert not refused.supported and refused.text.startswith(NOT_IN_SOURCES)
     assert (refused.claims, refused.citations, refused.notice) == ([], [], None)
     assert refused.evidence == fallback().evidence
 
-    swapped = answerer(f"{SWAPPED[:-1]} [2].")[0].answer(QUESTION, QUESTION, PASSAGES, fallback())
+    swapped = answerer(f"{SWAPPED[:-1]} [2].")[0].answer(request())
     assert not swapped.supported and swapped.evidence == fallback().evidence
     assert swapped.claims == [Claim(SWAPPED, (), round(SWAPPED_SUPPORT, 4), False)]
     assert swapped.notice.startswith("The model's answer could not be verified against the sources")
 
     # True to the passage but beside the question: not an answer either.
     peru = "What is the capital of Peru?"
-    beside = answerer(f"{TRUE[:-1]} [2].")[0].answer(peru, peru, PASSAGES, fallback())
+    beside = answerer(f"{TRUE[:-1]} [2].")[0].answer(request(peru))
     assert not beside.supported and beside.claims == [Claim(TRUE, (), 1.0, False)]
 
 
 def test_model_failures_are_llm_unavailable_with_one_line():
     with pytest.raises(LLMUnavailable, match=r"^openai \(http://fake\.invalid/v1\) returned an empty answer$"):
-        answerer("  ")[0].answer(QUESTION, QUESTION, PASSAGES, fallback())
+        answerer("  ")[0].answer(request())
     with pytest.raises(LLMUnavailable, match=r"^openai \(http://fake\.invalid/v1\) failed: RuntimeError: boom with a second line$"):
-        answerer(error=RuntimeError("boom\nwith a second line"))[0].answer(QUESTION, QUESTION, PASSAGES, fallback())
+        answerer(error=RuntimeError("boom\nwith a second line"))[0].answer(request())
 
 
 def test_condense_asks_the_model_with_the_conversation():
