@@ -45,8 +45,8 @@ The Quillmere Orchard Cooperative harvested eleven tonnes of pears this season. 
 def corpus(tmp_path) -> Path:
     folder = tmp_path / "corpus"
     folder.mkdir()
-    (folder / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
-    (folder / "orchard.md").write_text(ORCHARD, encoding="utf-8")
+    for name, text in (("lighthouse.md", LIGHTHOUSE), ("orchard.md", ORCHARD)):
+        (folder / name).write_text(text, encoding="utf-8")
     return folder
 
 
