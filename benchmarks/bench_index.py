@@ -294,7 +294,8 @@ def write_index(store, items: list[Item], cache: EmbeddingCache, batch: int = 20
     from dataclasses import replace
 
     from ingest import lexical
-    from ingest.store import COMPLETE, PENDING, DocRecord, encode_sentence_vectors
+    from ingest.store import COMPLETE, PENDING, DocRecord
+    from ingest.records import encode_sentence_vectors
 
     store.open(create=True)
     started = time.perf_counter()

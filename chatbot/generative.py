@@ -27,6 +27,9 @@ from chatbot.settings import QASettings
 from chatbot.types import NOT_IN_SOURCES, UNSUPPORTED_FLAG, Answer, Citation, Claim
 
 log = logging.getLogger(__name__)
+CONDENSE_TURNS = 3  # the latest turns a follow-up is rewritten against
+CONDENSE_ANSWER_CHARS = 400  # of each earlier answer shown to the model
+MAX_CONDENSED_CHARS = 300  # a longer "question" is the model rambling: the heuristic is used instead
 
 
 def llm_from_settings(settings: QASettings, embedder=None) -> "LLMAnswerer | None":
@@ -204,7 +207,7 @@ class LLMAnswerer:
     def condense(self, question: str, history: Sequence[tuple[str, str]]) -> str | None:
         """The follow-up rewritten as a standalone question, or None (then the service uses its
         heuristic) when the LLM fails or returns something unusable."""
-        turns = _turns(history)[-3:]
+        turns = _turns(history)[-CONDENSE_TURNS:]
         if not turns:
             return None
         lines = []
@@ -212,7 +215,7 @@ class LLMAnswerer:
             lines.append(f"User: {user}")
             if bot:
                 bot = re.sub(r"\s*\[\d+\]", "", bot).strip()
-                lines.append(f"Assistant: {bot[:400]}")
+                lines.append(f"Assistant: {bot[:CONDENSE_ANSWER_CHARS]}")
         user_msg = ("Conversation:\n" + "\n".join(lines) + f"\n\nFollow-up question: {question.strip()}\n"
                     "Standalone question:")
         try:
@@ -222,7 +225,7 @@ class LLMAnswerer:
             return None
         text = (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
         text = re.sub(r"^(standalone question|question)\s*:\s*", "", text, flags=re.I).strip().strip('"“”')
-        if not text or len(text) > 300 or not re.search(r"\w", text):
+        if not text or len(text) > MAX_CONDENSED_CHARS or not re.search(r"\w", text):
             return None
         return text
 

@@ -13,6 +13,10 @@ from chatbot.llm_client import LLMConfig
 from chatbot.retrieve import Passage
 from chatbot.types import NOT_IN_SOURCES
 
+PASSAGE_CHARS = 2000  # a passage longer than this is cut (at a word) in the prompt
+CHARS_PER_TOKEN = 3  # a safe estimate for English text, to fit passages in the context window
+PROMPT_OVERHEAD_TOKENS = 350  # the rules, the question and the fences around the passages
+
 SYSTEM_PROMPT = f"""\
 You answer questions about documents, using only the numbered passages the user provides.
 Rules:
@@ -33,7 +37,7 @@ def _fence(text: str) -> str:
     return re.sub(r"<(/?\s*passage)", r"&lt;\1", text, flags=re.I)
 
 
-def passage_text(p: Passage, limit: int = 2000) -> str:
+def passage_text(p: Passage, limit: int = PASSAGE_CHARS) -> str:
     text = p.chunk.chunk.text
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
@@ -58,7 +62,7 @@ def prompt_passages(passages: Sequence[Passage], config: LLMConfig) -> list[Pass
     """The best ``max_passages`` passages that fit the context window (about 3 characters a token)."""
     chosen = list(passages[: config.max_passages])
     if config.n_ctx:
-        budget_chars = 3 * (config.n_ctx - config.max_tokens - 350)
+        budget_chars = CHARS_PER_TOKEN * (config.n_ctx - config.max_tokens - PROMPT_OVERHEAD_TOKENS)
         while len(chosen) > 1 and sum(len(passage_text(p)) + 60 for p in chosen) > budget_chars:
             chosen.pop()
     return chosen

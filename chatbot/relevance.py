@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ingest.lexical import STOPWORDS
-from ingest.store import sentence_vectors_of
+from ingest.records import sentence_vectors_of
 
 
 class SentenceVectors:

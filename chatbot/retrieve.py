@@ -30,7 +30,8 @@ import numpy as np
 from chatbot.types import Filters, QAError
 from ingest import lexical
 from ingest.protocols import Embedder, Store
-from ingest.store import COMPLETE, DocRecord, StoredChunk, published_day
+from ingest.store import COMPLETE, DocRecord, StoredChunk
+from ingest.records import published_day
 
 FUSIONS = ("rrf", "minmax", "zscore")
 TOP_K_MAX = 100  # the most passages a question may ask for (CLI --top-k, the workspace's slider)

@@ -59,7 +59,8 @@ from ingest.lock import WriterLock
 from ingest.protocols import Embedder, Store
 from ingest.reader import FileReader, ReaderError, shared_reader
 from ingest.settings import Settings
-from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for, encode_sentence_vectors
+from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for
+from ingest.records import encode_sentence_vectors
 from ingest.types import BadFile, Chunk, FileFailure, IngestReport
 
 log = logging.getLogger(__name__)

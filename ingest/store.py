@@ -14,22 +14,20 @@ Chroma's "distance" is converted to a similarity (``1 - cosine distance``) here 
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 
+from ingest.records import COMPLETE, PENDING, chunk_meta, doc_meta, doc_record, stored_chunk  # noqa: F401 (PENDING: callers import it from here)
 from ingest.settings import Settings
 # DocRecord, StoredChunk and SourceDoc are also imported from here by callers.
 from ingest.types import Chunk, DocRecord, IndexBusy, IngestError, SourceDoc, StoredChunk  # noqa: F401
 
 INDEX_FORMAT = 1
 _SYNC_ID = "__catch_up__"  # never a chunk id (those are hex digests)
-PENDING, COMPLETE = "pending", "complete"
 
 
 def _client(settings: Settings):
@@ -54,18 +52,6 @@ def _client(settings: Settings):
             "choose another with --index or QA_INDEX_DIR."
         ) from None
     return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
-
-
-def published_day(value: Any) -> int | None:
-    """'2023-05-02' -> 20230502 (for range filters); None when unknown."""
-    if not value:
-        return None
-    digits = "".join(ch for ch in str(value)[:10] if ch.isdigit())
-    if len(digits) == 8:
-        return int(digits)
-    if len(digits) == 4:
-        return int(digits) * 10000 + 101
-    return None
 
 
 def recorded_model(settings: Settings) -> str | None:
@@ -207,7 +193,7 @@ class IndexStore:
                 res = self.docs.get(ids=list(ids[offset : offset + batch]), include=include)
             texts = res.get("documents") or [None] * len(res["ids"])
             for doc_id, meta, text in zip(res["ids"], res["metadatas"], texts):
-                out.append(_doc_record(doc_id, meta, text if with_text else None))
+                out.append(doc_record(doc_id, meta, text if with_text else None))
         return out
 
     def get_document(self, doc_id: str) -> DocRecord | None:
@@ -222,7 +208,7 @@ class IndexStore:
                 ids=[r.doc_id for r in part],
                 embeddings=[[0.0] for _ in part],  # documents are looked up by id, never by vector
                 documents=[r.text or "" for r in part],
-                metadatas=[_doc_meta(r) for r in part],
+                metadatas=[doc_meta(r) for r in part],
             )
 
     def update_documents(self, records: Sequence[DocRecord]) -> None:
@@ -230,7 +216,7 @@ class IndexStore:
         batch = self._batch_size()
         for i in range(0, len(records), batch):
             part = records[i : i + batch]
-            self.docs.update(ids=[r.doc_id for r in part], metadatas=[_doc_meta(r) for r in part])
+            self.docs.update(ids=[r.doc_id for r in part], metadatas=[doc_meta(r) for r in part])
 
     def delete_documents(self, doc_ids: Iterable[str]) -> None:
         """Delete documents and all their chunks (chunks first, then the record)."""
@@ -294,7 +280,7 @@ class IndexStore:
                 ids=[c.chunk_id for c, _ in part],
                 embeddings=vectors[i : i + batch],
                 documents=[c.text for c, _ in part],
-                metadatas=[_chunk_meta(c, d, sv) for (c, d), sv in zip(part, svecs[i : i + batch])],
+                metadatas=[chunk_meta(c, d, sv) for (c, d), sv in zip(part, svecs[i : i + batch])],
             )
 
     def set_chunk_titles(self, records: Iterable[DocRecord]) -> None:
@@ -321,7 +307,7 @@ class IndexStore:
             include=["documents", "metadatas", "distances"],
         )
         return [
-            _stored_chunk(cid, text, meta, 1.0 - float(dist))
+            stored_chunk(cid, text, meta, 1.0 - float(dist))
             for cid, text, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
             if meta is not None  # deleted by another process since this one last caught up
         ]
@@ -330,7 +316,7 @@ class IndexStore:
         if not chunk_ids:
             return []
         res = self.chunks.get(ids=list(chunk_ids), include=["documents", "metadatas"])
-        by_id = {cid: _stored_chunk(cid, t, m) for cid, t, m in zip(res["ids"], res["documents"], res["metadatas"])}
+        by_id = {cid: stored_chunk(cid, t, m) for cid, t, m in zip(res["ids"], res["documents"], res["metadatas"])}
         return [by_id[c] for c in chunk_ids if c in by_id]
 
     def iter_chunks(self, include_text: bool = True) -> Iterator[tuple[str, str, dict]]:
@@ -350,93 +336,3 @@ class IndexStore:
             return max(1, min(5000, self._get_client().get_max_batch_size()))
         except Exception:
             return 1000
-
-
-def _doc_meta(r: DocRecord) -> dict[str, Any]:
-    meta = {
-        "title": r.title,
-        "status": r.status,
-        "n_chunks": r.n_chunks,
-        "paths": json.dumps(r.paths),
-        "hashes": json.dumps(r.hashes),
-        "pages": json.dumps(list(r.pages)),
-        "meta": json.dumps(r.meta, ensure_ascii=False, default=str),
-        "source": str(r.meta.get("source", "")),
-    }
-    day = published_day(r.meta.get("published"))
-    if day:
-        meta["published_day"] = day
-    return meta
-
-
-def _doc_record(doc_id: str, meta: dict, text: str | None) -> DocRecord:
-    return DocRecord(
-        doc_id=doc_id,
-        title=meta.get("title", ""),
-        meta=json.loads(meta.get("meta") or "{}"),
-        paths=json.loads(meta.get("paths") or "[]"),
-        hashes=json.loads(meta.get("hashes") or "[]"),
-        status=meta.get("status", COMPLETE),
-        n_chunks=int(meta.get("n_chunks", 0)),
-        pages=tuple(json.loads(meta.get("pages") or "[]")),
-        text=text,
-    )
-
-
-def _chunk_meta(chunk: Chunk, doc: DocRecord, sentence_vectors: str = "") -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "doc_id": chunk.doc_id,
-        "title": doc.title,
-        "start": chunk.start,
-        "end": chunk.end,
-        "sents": ",".join(f"{s - chunk.start}:{e - chunk.start}" for s, e in chunk.sentences),
-        "source": str(doc.meta.get("source", "")),
-    }
-    if sentence_vectors:
-        meta["svec"] = sentence_vectors
-    day = published_day(doc.meta.get("published"))
-    if day:
-        meta["published_day"] = day
-    if doc.pages:
-        src = doc.to_source_doc()
-        meta["page"] = src.page_at(chunk.start)
-        meta["page_end"] = src.page_at(max(chunk.start, chunk.end - 1))
-    return meta
-
-
-def encode_sentence_vectors(vectors: np.ndarray) -> str:
-    """Unit sentence vectors as chunk metadata: per vector a float16 scale and int8 components,
-    base64 (about 520 characters per 384-d vector; cosine error below 0.005)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    scale = np.maximum(np.abs(vectors).max(axis=1), 1e-12) / 127.0
-    q = np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8)
-    rows = [scale.astype(np.float16)[i].tobytes() + q[i].tobytes() for i in range(len(q))]
-    return base64.b64encode(b"".join(rows)).decode("ascii")
-
-
-def sentence_vectors_of(stored: StoredChunk) -> dict[tuple[int, int], np.ndarray]:
-    """The sentence vectors stored with a chunk at ingest, by sentence span; {} when it has none."""
-    raw = stored.meta.get("svec")
-    spans = stored.chunk.sentences
-    if not raw or not spans:
-        return {}
-    data = np.frombuffer(base64.b64decode(raw), dtype=np.uint8)
-    width = 2 + (len(data) // len(spans) - 2)
-    if width < 3 or len(data) != width * len(spans):
-        return {}
-    rows = data.reshape(len(spans), width)
-    scale = rows[:, :2].copy().view(np.float16).astype(np.float32)
-    vecs = rows[:, 2:].copy().view(np.int8).astype(np.float32) * scale
-    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-    return {span: vecs[i] for i, span in enumerate(spans)}
-
-
-def _stored_chunk(chunk_id: str, text: str, meta: dict, score: float = 0.0) -> StoredChunk:
-    start = int(meta["start"])
-    sents = []
-    for part in (meta.get("sents") or "").split(","):
-        if part:
-            s, e = part.split(":")
-            sents.append((start + int(s), start + int(e)))
-    chunk = Chunk(chunk_id, meta["doc_id"], start, int(meta["end"]), text, tuple(sents))
-    return StoredChunk(chunk=chunk, title=meta.get("title", ""), meta=meta, score=score)

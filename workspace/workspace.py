@@ -15,13 +15,18 @@ from typing import Any, Callable, Iterator, Sequence
 from chatbot.retrieve import TOP_K_MAX
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer, Citation, Filters, QAError
-from ingest.store import DocRecord, published_day
-from workspace.exports import Exports
+from ingest.store import DocRecord
+from ingest.records import published_day
+from workspace.exports import EXPORT_SETS_KEPT, Exports
 from workspace.library import Library, Progress, StagedUpload, UploadResult
 from workspace.overview import DocSummary, Overview, example_questions
 from workspace.session import Session, Turn, now_iso
 from workspace.settings import DEFAULT_UPLOAD_DIR, UploadLimits
 from workspace.sources import QuoteContext, SourceView, Span, quote_context
+
+SOURCE_WINDOW = 40_000  # characters of a long document the source viewer shows around a quote
+TEXT_CACHE_SIZE = 64  # stored texts kept in memory (evidence panels, exports)
+FILTER_TITLE_CHARS = 90  # a longer title is shortened in the Settings filters
 
 
 class Workspace:
@@ -31,7 +36,7 @@ class Workspace:
         upload_dir: Path = DEFAULT_UPLOAD_DIR,
         limits: UploadLimits | None = None,
         ingest_progress: bool = False,
-        source_window: int = 40_000,
+        source_window: int = SOURCE_WINDOW,
     ) -> None:
         self.service = service
         self.source_window = source_window
@@ -61,7 +66,7 @@ class Workspace:
     def text(self, doc_id: str) -> str | None:
         """Stored text of a document (cached: ids are content hashes, so a text never changes)."""
         if doc_id not in self._texts:
-            if len(self._texts) > 64:
+            if len(self._texts) > TEXT_CACHE_SIZE:
                 self._texts.clear()
             record = self.service.document(doc_id)
             self._texts[doc_id] = record.text if record else None
@@ -105,7 +110,8 @@ class Workspace:
         docs = self.summaries()
         return {
             "sources": sorted({d.source for d in docs if d.source}, key=str.lower),
-            "documents": [(d.title if len(d.title) <= 90 else d.title[:87] + "…", d.doc_id) for d in docs],
+            "documents": [(d.title if len(d.title) <= FILTER_TITLE_CHARS else d.title[:FILTER_TITLE_CHARS - 3] + "…",
+                           d.doc_id) for d in docs],
         }
 
     # -------------------------------------------------------------------- ask
@@ -230,5 +236,5 @@ class Workspace:
     def export_markdown(self, session: Session, scope: str = "conversation") -> str:
         return self.exports.export_markdown(session, scope)
 
-    def write_exports(self, session: Session, folder: Path, keep: int = 3) -> dict[str, Path]:
+    def write_exports(self, session: Session, folder: Path, keep: int = EXPORT_SETS_KEPT) -> dict[str, Path]:
         return self.exports.write_exports(session, folder, keep)

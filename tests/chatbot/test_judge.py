@@ -10,7 +10,8 @@ from chatbot.judge import FEATURES, MODEL_FILE, Judge, asks_for, features, quest
 from chatbot.answerer import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
 from chatbot.settings import AnswerSettings
-from ingest.store import StoredChunk, encode_sentence_vectors, sentence_vectors_of
+from ingest.store import StoredChunk
+from ingest.records import encode_sentence_vectors, sentence_vectors_of
 from ingest.types import Chunk
 
 

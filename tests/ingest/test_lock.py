@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.lock import LOCK_FILE, WriterLock, writer_active
+from ingest.lock import WriterLock, writer_active
+from ingest.lock_backends import LOCK_FILE
 from ingest.pipeline import Ingestor
 from ingest.settings import Settings
 from ingest.types import IndexBusy, IngestError

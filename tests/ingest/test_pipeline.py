@@ -10,7 +10,8 @@ from ingest import lexical
 from ingest.chunking import chunk_text
 from ingest.documents import build_document
 from ingest.pipeline import Ingestor
-from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, sentence_vectors_of
+from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore
+from ingest.records import sentence_vectors_of
 from ingest.types import IngestError
 from tests.ingest.helpers import APPEAL, FakeEmbedder, check_chunks
 

@@ -27,7 +27,8 @@ import pytest
 
 from ingest.protocols import Store
 from ingest.settings import Settings
-from ingest.store import COMPLETE, PENDING, IndexStore, encode_sentence_vectors, sentence_vectors_of
+from ingest.store import COMPLETE, PENDING, IndexStore
+from ingest.records import encode_sentence_vectors, sentence_vectors_of
 from ingest.types import Chunk, DocRecord, IngestError
 from tests.servers import chroma_server
 
