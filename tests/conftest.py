@@ -22,6 +22,23 @@ def pytest_configure(config):
     prepare_process()
 
 
+def pytest_report_header(config):
+    """Which machine ran the suite (CI logs): the native code here (llama.cpp, ONNX Runtime, torch)
+    behaves differently on AVX-512/AMX CPUs, so say whether this one has them."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    wide = sorted(f for f in flags if f.startswith(("avx512", "amx")))
+    return [f"cpu: {model}; AVX-512/AMX: {' '.join(wide) if wide else 'none'}"]
+
+
 @pytest.fixture(scope="session")
 def real_embedder():
     """The real packaged model, loaded once per test session."""
