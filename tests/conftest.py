@@ -22,9 +22,9 @@ def pytest_configure(config):
     prepare_process()
 
 
-def pytest_report_header(config):
-    """Which machine ran the suite (CI logs): the native code here (llama.cpp, ONNX Runtime, torch)
-    behaves differently on AVX-512/AMX CPUs, so say whether this one has them."""
+def pytest_sessionstart(session):
+    """Say which machine runs the suite, also under -q (CI logs): the native code here (llama.cpp,
+    ONNX Runtime, torch) behaves differently on AVX-512/AMX CPUs, so say whether this one has them."""
     model, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
@@ -36,7 +36,9 @@ def pytest_report_header(config):
     except OSError:
         pass
     wide = sorted(f for f in flags if f.startswith(("avx512", "amx")))
-    return [f"cpu: {model}; AVX-512/AMX: {' '.join(wide) if wide else 'none'}"]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"cpu: {model}; AVX-512/AMX: {' '.join(wide) if wide else 'none'}")
 
 
 @pytest.fixture(scope="session")
