@@ -60,6 +60,7 @@ class QAService:
                                            policy)
         self.llm = llm  # chatbot.generative.LLMAnswerer (a chatbot.protocols.Answerer) or None
         self._opened = False
+        self.brief_themes: Path | None = None  # QA_BRIEF_THEMES: the brief's themes file (None: the default themes)
         if llm is not None and hasattr(llm, "attach"):
             llm.attach(self)  # shares the embedder (claim checking) and page lookup
 
@@ -69,8 +70,10 @@ class QAService:
         ``LLMConfigError`` for a bad setting or a missing package)."""
         from chatbot.generative import llm_from_settings
 
-        return cls(settings.index, embedder=embedder, policy=SupportPolicy(**settings.answer.policy_values()),
-                   llm=llm_from_settings(settings))
+        service = cls(settings.index, embedder=embedder, policy=SupportPolicy(**settings.answer.policy_values()),
+                      llm=llm_from_settings(settings))
+        service.brief_themes = settings.brief_themes
+        return service
 
     # ------------------------------------------------------------------ setup
     def open(self) -> "QAService":
@@ -215,6 +218,20 @@ class QAService:
     def index_info(self) -> dict[str, Any]:
         """Where the index is, its state and size, and the settings it was built with (for exports)."""
         return index_info(self.store)
+
+    def brief(self, refresh: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """The onboarding brief of the index (chatbot/brief/): read from its cache when the index
+        state has not changed, else built (seconds to minutes: call it off the request path)."""
+        from chatbot.brief.build import BriefConfig, BriefError
+        from chatbot.brief.cache import brief_for_index
+        from chatbot.brief.themes import DEFAULT_THEMES, ThemeError, load_themes
+
+        self.open()
+        try:
+            config = BriefConfig(themes=load_themes(self.brief_themes) if self.brief_themes else DEFAULT_THEMES)
+            return brief_for_index(self.store, self.embedder, config, refresh=refresh, progress=progress)
+        except (BriefError, ThemeError) as exc:
+            raise QAError(str(exc)) from None
 
     # ---------------------------------------------------------------- writes
     def ingest(self, paths: Sequence[Path], progress: bool = False,

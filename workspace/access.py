@@ -41,7 +41,7 @@ COOKIE = "qa_session"
 _SID = re.compile(r"[A-Za-z0-9_-]{32,64}")
 _FILE_ROUTE = re.compile(r"^/gradio_api/file(?:=|/)(.*)$", re.S)
 _SESSION_ID = re.compile(r"[0-9a-f]{16}")
-_EXPORT_NAME = re.compile(r"qa-(?:answer|conversation)-[0-9]{8}-[0-9]{6}-[0-9]+\.(md|json)")
+_EXPORT_NAME = re.compile(r"qa-(?:answer|conversation|brief)-[0-9]{8}-[0-9]{6}-[0-9]+\.(md|json)")
 MAX_LOGIN_BODY = 64 * 1024
 
 

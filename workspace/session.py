@@ -31,6 +31,9 @@ class Session:
     turns: list[Turn] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     owner: str = field(default="", repr=False)  # the browser's session cookie (workspace/access.py)
+    # the brief this page shows (workspace/brief.py): its [n] keys are resolved against it
+    brief: dict | None = field(default=None, repr=False, compare=False)
+    brief_links: dict = field(default_factory=dict, repr=False, compare=False)  # its downloads
 
     @property
     def current(self) -> Turn | None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from chatbot.retrieve import TOP_K_MAX
 from chatbot.service import AskOptions, QAService
 from chatbot.types import Answer, Citation, Filters, QAError
 from ingest.store import DocRecord
 from ingest.records import published_day
+from workspace.brief import BriefStatus, Briefs, brief_citations, parse_key
 from workspace.exports import EXPORT_SETS_KEPT, Exports
 from workspace.library import Library, Progress, StagedUpload, UploadResult
 from workspace.overview import DocSummary, Overview, example_questions
@@ -43,6 +44,8 @@ class Workspace:
         self.library = Library(service, upload_dir, limits or UploadLimits(),
                                ingest_progress, on_change=self._changed)
         self.exports = Exports(self)
+        self.briefs = Briefs(lambda progress: service.brief(progress=progress),
+                             lambda: service.index_info()["state"])
         self._texts: dict[str, str | None] = {}
         self.generation = 0  # bumped when documents are added or deleted (export entries are redone)
 
@@ -192,11 +195,16 @@ class Workspace:
         if found is None:
             return None
         _, turn, citation = found
+        return self.quote_view(citation, turn.answer.citations + turn.answer.evidence)
+
+    def quote_view(self, citation: Citation, others: Sequence[Citation] = ()) -> SourceView:
+        """``citation``'s document (a window of a long one, never cutting the quote) with the quote
+        highlighted and those of ``others`` in the same document that fit beside it marked."""
         text = self.text(citation.doc_id)
         doc = self.summary(citation.doc_id)
         if text is None:
             return SourceView(doc, citation.title, "", 0, 0, [], citation, missing=True)
-        others = [c for c in turn.answer.citations + turn.answer.evidence
+        others = [c for c in others
                   if c.doc_id == citation.doc_id and (c.start, c.end) != (citation.start, citation.end)]
         spans = [Span(citation.start, citation.end, f"[{citation.n}]", True)]
         for c in sorted(others, key=lambda c: c.start):
@@ -210,6 +218,20 @@ class Workspace:
         spans = sorted((s for s in spans if s.start >= lo and s.end <= hi), key=lambda s: s.start)
         return SourceView(doc, citation.title, text[lo:hi], lo, len(text), spans, citation)
 
+    # ------------------------------------------------------------------ brief
+    def brief_status(self, start: bool = True) -> BriefStatus:
+        """The index's brief, or a background build of it under way (``workspace/brief.py``)."""
+        return self.briefs.ensure() if start else self.briefs.status()
+
+    def brief_quotes(self, brief: Mapping[str, Any] | None, key: str) -> tuple[Citation, list[Citation]] | None:
+        """``key``'s quote of ``brief`` (the brief a page shows) and the quotes of its line."""
+        parsed = parse_key(key) if brief else None
+        if parsed is None:
+            return None
+        n, line = parsed
+        quotes = brief_citations(brief, line)
+        clicked = next((c for c in quotes if c.n == n), None)
+        return (clicked, quotes) if clicked else None
 
     # ------------------------------------------------------- library, exports
     def upload(self, files: Sequence[tuple[str, Path | bytes]], progress: Progress | None = None) -> UploadResult:

@@ -283,3 +283,55 @@ def test_conversations_are_per_browser_session(ui, browser, app_url):
         assert SANCTUARY in ui.last_answer().inner_text()
     finally:
         other.context.close()
+
+
+STATES = ("Kazakhstan", "Uzbekistan", "Tajikistan", "Turkmenistan")
+TIMELINE = (("2006", "ruling"), ("2011", "railroad"), ("August 2021", "seized"), ("April 2022", "opium"),
+            ("17 April", "accredit"))
+
+
+def test_brief_view_matrix_timeline_and_a_cell_citation_opens_its_exact_quote(ui, app_root):
+    """Start view -> Brief: the state × theme matrix and the timeline render; a matrix cell's [n]
+    opens the quote highlighted in the source viewer, and the downloaded brief verifies."""
+    import subprocess
+    import sys
+
+    from tests.ui.conftest import REPO_ROOT
+
+    page = ui.page
+    page.click("#qa-start .qa-open-brief")  # the start view's link switches to the Brief tab
+    page.locator("#qa-brief .qa-brief-matrix").wait_for(timeout=300_000)  # built in the background
+    rows = page.locator("#qa-brief .qa-brief-matrix tbody tr")
+    actors = [rows.nth(i).get_attribute("data-actor") for i in range(rows.count())]
+    assert set(STATES) <= set(actors), actors
+    events = page.locator("#qa-brief .qa-brief-event")
+    shown = [(events.nth(i).locator(".qa-brief-date").inner_text().strip(), events.nth(i).inner_text())
+             for i in range(events.count())]
+    order = [next(i for i, (label, text) in enumerate(shown) if label == date and word in text)
+             for date, word in TIMELINE]
+    assert order == sorted(order), shown
+    lines = page.locator("#qa-brief .qa-brief-line")
+    assert lines.count() == page.locator("#qa-brief .qa-brief-line:has(button.qa-cite)").count() > 20
+
+    cell = page.locator('#qa-brief tr[data-actor="Tajikistan"] td.qa-brief-line').first
+    button = cell.locator("button.qa-cite").first
+    n = int(button.inner_text().strip("[]"))
+    button.click()
+    hit = page.locator("#qa-brief-source mark.qa-hit")
+    hit.wait_for()
+    card = page.locator("#qa-brief-quotes .qa-ev-item.qa-active")
+    assert card.locator(".qa-badge").inner_text() == f"[{n}]" and "exact quote" in card.inner_text()
+    assert card.locator("mark.qa-quote").inner_text() == hit.inner_text()
+    assert page.locator("#qa-brief-quotes .qa-ev-item").count() == cell.locator("button.qa-cite").count()
+    ui.shot("brief")
+
+    with page.expect_download() as info:
+        page.click("#qa-brief #qa-export-brief-json")
+    brief = json.loads(open(info.value.path(), encoding="utf-8").read())
+    quote = next(q for q in brief["quotes"] if q["n"] == n)
+    assert quote["quote"] == hit.inner_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    out = subprocess.run([sys.executable, "-m", "chatbot", "verify", info.value.path(), "--index",
+                          str(app_root / "index")], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and f"{len(brief['quotes'])} quotes: {len(brief['quotes'])} ok" in out.stdout, out.stdout
+    assert not ui.errors

@@ -3,7 +3,9 @@ Gradio), markup in ``workspace/ui/render.py`` (everything from documents escaped
 layout in ``workspace/ui/layout.py``.
 
 Tabs: **Ask** (start view, chat with clickable ``[n]`` markers, evidence panel, source viewer,
-exports), **Library** (documents, upload, delete), **Settings** (answer mode, passages, filters).
+exports), **Brief** (the index's onboarding brief, built in the background, every line's ``[n]``
+opening its quote), **Library** (documents, upload, delete), **Settings** (answer mode, passages,
+filters).
 Conversation state lives in ``gr.State``: one ``Session`` per browser session, bound to the
 browser's session cookie (``workspace/access.py``: who may read uploads and exports). Uploads and
 deletions run on the writer thread (``workspace/jobs.py``); a timer shows their progress.
@@ -27,11 +29,13 @@ from starlette.middleware import Middleware
 from chatbot.safe_text import clean_question
 from ingest.types import UserError
 from workspace.access import AccessMiddleware, FileAccess, export_url, request_sid, routes
+from workspace.brief import BUILDING, FAILED, BriefStatus, export_folder_id, write_brief_exports
 from workspace.jobs import DONE, WriteQueue, embedding_progress
 from workspace.session import Session
 from workspace.throttle import LoginThrottle
-from workspace.ui import render
-from workspace.ui.layout import CSS_PATH, LOGIN_NOTE, Components, ask_tab, library_tab, settings_tab, theme
+from workspace.ui import render, render_brief
+from workspace.ui.layout import (CSS_PATH, LOGIN_NOTE, Components, ask_tab, brief_tab, library_tab, settings_tab,
+                                 theme)
 from workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,8 @@ class WorkspaceUI:
             with gr.Tabs():
                 with gr.Tab("Ask", id="ask"):
                     ask_tab(c, self.ws)
+                with gr.Tab("Brief", id="brief") as c.brief_tab:
+                    brief_tab(c, self.ws)
                 with gr.Tab("Library", id="library"):
                     library_tab(c, self.ws.limits)
                 with gr.Tab("Settings", id="settings"):
@@ -98,7 +104,7 @@ class WorkspaceUI:
     # ------------------------------------------------------------------ events
     def _wire(self, demo: gr.Blocks) -> None:
         c = self.c
-        refreshed = [c.start, c.library, c.sources, c.documents, c.delete_choice, c.about]
+        refreshed = [c.start, c.library, c.sources, c.documents, c.delete_choice, c.about, c.brief_timer]
         private = {"api_visibility": "private"}
         demo.load(self.on_load, [c.session], [c.session, c.transcript, *refreshed], **private)
 
@@ -126,6 +132,11 @@ class WorkspaceUI:
                             [c.delete_result, c.confirm_row, c.timer, c.session, *refreshed], **private)
         c.timer.tick(self.poll_jobs, [c.session], [c.upload_result, c.delete_result, c.timer, *refreshed],
                      queue=False, show_progress="hidden", **private)
+        brief_outputs = [c.brief, c.brief_quotes, c.brief_source, c.brief_timer, c.session]
+        c.brief_tab.select(self.open_brief, [c.session], brief_outputs, queue=False, **private)
+        c.brief_timer.tick(self.poll_brief, [c.session], brief_outputs, queue=False, show_progress="hidden", **private)
+        for panel in (c.brief, c.brief_quotes):
+            panel.click(self.open_brief_quote, [c.session], [c.brief_quotes, c.brief_source], queue=False, **private)
         gr.on([x.change for x in (c.sources, c.documents)] + [c.date_from.blur, c.date_to.blur],
               self.filters_line, [c.sources, c.documents, c.date_from, c.date_to], [c.filters_line],
               queue=False, **private)
@@ -148,15 +159,20 @@ class WorkspaceUI:
     def _session_closed(self, session: Session | None) -> None:
         """Gradio dropped the page's state (tab closed): its exports and finished jobs go."""
         if isinstance(session, Session):
-            shutil.rmtree(self.access.export_folder(session.owner, session.id), ignore_errors=True)
+            for folder in (session.id, export_folder_id(session.id)):
+                shutil.rmtree(self.access.export_folder(session.owner, folder), ignore_errors=True)
             self.writer.forget(session.id)
 
     def _refreshed(self, session: Session) -> dict:
-        """Start view, library table, filter and delete choices, versions (after any corpus change)."""
+        """Start view, library table, filter and delete choices, versions (after any corpus change);
+        a brief this page shows is rebuilt (the brief's timer shows it)."""
         c = self.c
         overview = self.ws.overview()
         choices = self.ws.filter_choices()
-        return {
+        brief = {}
+        if session.brief is not None and self.ws.brief_status().state == BUILDING:
+            brief = {c.brief_timer: gr.Timer(active=True)}
+        return {**brief,
             c.start: gr.HTML(render.render_start(overview), visible=not session.turns),
             c.library: render.render_library(overview.documents),
             c.sources: gr.Dropdown(choices=choices["sources"]),
@@ -253,6 +269,50 @@ class WorkspaceUI:
         return {self.c.filters_line: render.render_filters_line(
             sources or [], [titles.get(d, d) for d in documents or []], (date_from or "").strip(),
             (date_to or "").strip())}
+
+    # ----------------------------------------------------------- brief handlers
+    def open_brief(self, session: Session | None, request: gr.Request) -> dict:
+        """The Brief tab: the index's brief, or its build started in the background (the timer
+        polls it); a brief that failed for this index state is tried again."""
+        session = self._session(session, request)
+        status = self.ws.brief_status()
+        if status.state == FAILED:
+            status = self.ws.briefs.retry()
+        return self._brief_view(session, status)
+
+    def poll_brief(self, session: Session | None, request: gr.Request) -> dict:
+        return self._brief_view(self._session(session, request), self.ws.brief_status())
+
+    def _brief_view(self, session: Session, status: BriefStatus) -> dict:
+        """The brief view for ``status``. When it shows another brief than before, the page's
+        clicks resolve against the new one, its downloads are written, the quote panels emptied."""
+        c = self.c
+        view = {c.brief_timer: gr.Timer(active=status.state == BUILDING), c.session: session}
+        if status.brief is not None and status.brief is not session.brief:
+            session.brief = status.brief
+            session.brief_links = self._brief_exports(session)
+            view.update({c.brief_quotes: render_brief.render_brief_quotes(None, self.ws.context),
+                         c.brief_source: render.render_source(None)})
+        view[c.brief] = render_brief.render_brief(status, session.brief_links)
+        return view
+
+    def _brief_exports(self, session: Session) -> dict[str, str]:
+        assert session.brief is not None
+        try:
+            folder = self.access.export_folder(session.owner, export_folder_id(session.id))
+            return {k: export_url(p) for k, p in write_brief_exports(session.brief, folder).items()}
+        except OSError:  # the brief is still shown, without downloads
+            log.exception("Writing the brief's downloads failed")
+            return {}
+
+    def open_brief_quote(self, session: Session | None, evt: gr.EventData) -> dict:
+        key = getattr(evt, "cite", None)  # data-cite of the clicked [n] or matrix cell (layout.CLICK_JS)
+        found = self.ws.brief_quotes(session.brief if session else None, key) if key else None
+        if found is None:
+            return {}
+        clicked, line = found
+        return {self.c.brief_quotes: render_brief.render_brief_quotes(found, self.ws.context),
+                self.c.brief_source: render.render_source(self.ws.quote_view(clicked, line))}
 
     # --------------------------------------------------------- library handlers
     def on_upload(self, files: list[str] | None, session: Session | None, request: gr.Request) -> dict:

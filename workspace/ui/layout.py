@@ -11,14 +11,23 @@ import gradio as gr
 from chatbot.retrieve import TOP_K_MAX
 from workspace.session import Session
 from workspace.settings import UploadLimits
-from workspace.ui import render
+from workspace.brief import IDLE, BriefStatus
+from workspace.ui import render, render_brief
 from workspace.workspace import Workspace
 
-# Clicks on [data-cite] / [data-example] elements inside a gr.HTML become its "click" event.
+# Clicks on [data-cite] / [data-example] elements inside a gr.HTML become its "click" event; a
+# [data-tab] element switches to the tab of that name (the tab's own select event does the rest).
 CLICK_JS = """
 const fire = (t) => t.dataset.cite ? trigger('click', {cite: t.dataset.cite})
                                    : trigger('click', {example: t.dataset.example});
 element.addEventListener('click', (e) => {
+  const tab = e.target.closest('[data-tab]');
+  if (tab && element.contains(tab)) {
+    e.preventDefault();
+    const b = [...document.querySelectorAll('button[role=tab]')].find(x => x.textContent.trim() === tab.dataset.tab);
+    if (b) b.click();
+    return;
+  }
   const t = e.target.closest('[data-cite],[data-example]');
   if (t && element.contains(t)) { e.preventDefault(); fire(t); }
 });
@@ -74,6 +83,11 @@ class Components:
     confirm_text: Any = None
     delete_result: Any = None
     about: Any = None
+    brief_tab: Any = None
+    brief: Any = None
+    brief_quotes: Any = None
+    brief_source: Any = None
+    brief_timer: Any = None
     ask_btn: Any = None
     new_btn: Any = None
     more_btn: Any = None
@@ -121,6 +135,19 @@ def ask_tab(c: Components, ws: Workspace) -> None:
             c.evidence = gr.HTML(render.render_evidence(Session(), ws.context), elem_id="qa-evidence",
                                  js_on_load=CLICK_JS)
             c.source = gr.HTML(render.render_source(None), elem_id="qa-source", js_on_load=SOURCE_JS)
+
+
+def brief_tab(c: Components, ws: Workspace) -> None:
+    """The index's onboarding brief beside a quote panel and a source viewer of its own."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=6, min_width=420):
+            c.brief = gr.HTML(render_brief.render_brief(BriefStatus(IDLE, None, False)), elem_id="qa-brief",
+                              js_on_load=CLICK_JS)
+        with gr.Column(scale=5, min_width=360, elem_id="qa-brief-side"):  # stays in view (ui.css)
+            c.brief_quotes = gr.HTML(render_brief.render_brief_quotes(None, ws.context), elem_id="qa-brief-quotes",
+                                     js_on_load=CLICK_JS)
+            c.brief_source = gr.HTML(render.render_source(None), elem_id="qa-brief-source", js_on_load=SOURCE_JS)
+    c.brief_timer = gr.Timer(JOB_POLL, active=False)
 
 
 def library_tab(c: Components, limits: UploadLimits) -> None:

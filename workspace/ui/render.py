@@ -24,7 +24,7 @@ def esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
@@ -55,7 +55,7 @@ def render_start(overview: Overview, max_docs: int = 8) -> str:
     docs = "".join(
         f'<li><span class="qa-doc-title">{esc(d.title)}</span>'
         f'<span class="qa-muted"> — {esc(", ".join(x for x in (d.source, d.published) if x) or d.filename)}'
-        f' · {_plural(d.n_chunks, "passage")}</span></li>'
+        f' · {plural(d.n_chunks, "passage")}</span></li>'
         for d in overview.documents[:max_docs]
     )
     more = n_docs - max_docs
@@ -70,6 +70,8 @@ def render_start(overview: Overview, max_docs: int = 8) -> str:
         f'<i>“{esc(NOT_IN_SOURCES)}”</i> and shows the closest passages instead.</p>'
         f'<div class="qa-stats">{stats}</div>'
         f'<p class="qa-muted">Sources: {sources}</p>'
+        + '<p class="qa-brief-link">New to these documents? <button type="button" class="qa-open-brief" '
+        'data-tab="Brief">Open the brief: actors, positions, timeline, conflicting figures →</button></p>'
         + (f'<h3>Try a question</h3><div class="qa-examples">{examples}</div>' if examples else "")
         + f'<h3>In the index</h3><ul class="qa-doclist">{docs}</ul>'
         '</div>'
@@ -91,7 +93,7 @@ def render_transcript(session: Session, pending: str | None = None, draft: str =
     return f'<div class="qa-transcript">{"".join(parts)}</div>'
 
 
-def _cite_button(key: str, n: int, title: str) -> str:
+def cite_button(key: str, n: int, title: str) -> str:
     return (f'<button type="button" class="qa-cite" data-cite="{esc(key)}" '
             f'title="Show quote {n} in {esc(title)}">[{n}]</button>')
 
@@ -108,7 +110,7 @@ def answer_html(turn_index: int, turn: Turn) -> str:
         if claim.refusal:
             parts.append(esc(claim.text))
         elif claim.supported:
-            buttons = [_cite_button(cite_key(turn_index, by_n[n]), n, by_n[n].title) for n in claim.citations if n in by_n]
+            buttons = [cite_button(cite_key(turn_index, by_n[n]), n, by_n[n].title) for n in claim.citations if n in by_n]
             parts.append(" ".join([esc(claim.text), *buttons]))
         else:  # LLM answers flag sentences their citations do not support (chatbot/generative.py)
             parts.append(f'{esc(claim.text)} <span class="qa-unsupported" title="{UNSUPPORTED_TIP}">'
@@ -139,8 +141,8 @@ def render_turn(i: int, turn: Turn) -> str:
         cls = "qa-partial"
     else:
         nearest = "".join(
-            f'<li>{_cite_button(cite_key(i, c, evidence=True), c.n, c.title)} '
-            f'<span class="qa-ev-snippet">“{esc(_clip(c.quote, 220))}”</span> '
+            f'<li>{cite_button(cite_key(i, c, evidence=True), c.n, c.title)} '
+            f'<span class="qa-ev-snippet">“{esc(clip(c.quote, 220))}”</span> '
             f'<span class="qa-muted">— {esc(c.title)}</span></li>'
             for c in a.evidence
         )
@@ -177,7 +179,7 @@ def _claims(a) -> str:
             f'{len(checked)} supported)</summary><ul>{items}</ul></details>')
 
 
-def _clip(text: str, n: int) -> str:
+def clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + "…"
 
 
@@ -195,16 +197,19 @@ def render_evidence(session: Session, context: Callable[[Citation], QuoteContext
     label = "Sources" if a.supported else "What the sources say (not the detail asked)" if partial else \
         "Closest evidence (not an answer)"
     head = (f'<div class="qa-ev-head">{label} '
-            f'for Q{i + 1}: <span class="qa-ev-q">“{esc(_clip(turn.question, 140))}”</span></div>')
+            f'for Q{i + 1}: <span class="qa-ev-q">“{esc(clip(turn.question, 140))}”</span></div>')
     if not quotes:
         return f'<div class="qa-evidence">{head}<p class="qa-muted">No passage came close.</p></div>'
-    items = "".join(_evidence_item(cite_key(i, c, evidence), c, context(c), cite_key(i, c, evidence) == active,
-                                   evidence) for c in quotes)
+    score = "relevance" if evidence else "support"
+    items = "".join(quote_card(cite_key(i, c, evidence), c, context(c), cite_key(i, c, evidence) == active, score)
+                    for c in quotes)
     style = " qa-evidence-refused" if evidence else " qa-evidence-partial" if partial else ""
     return f'<div class="qa-evidence{style}">{head}{items}</div>'
 
 
-def _evidence_item(key: str, c: Citation, ctx: QuoteContext, active: bool, evidence: bool) -> str:
+def quote_card(key: str, c: Citation, ctx: QuoteContext, active: bool, label: str | None) -> str:
+    """A quote inside its paragraph, where it is, whether it is exact, and (``label``: "support",
+    "relevance") its score; a click opens it in the source viewer."""
     where = [f"characters {c.start:,}–{c.end:,}"]
     if c.page:
         where.insert(0, f"page {c.page}")
@@ -212,7 +217,6 @@ def _evidence_item(key: str, c: Citation, ctx: QuoteContext, active: bool, evide
              '✓ exact quote</span>' if ctx.verified else
              '<span class="qa-bad">✗ quote not found at these offsets</span>')
     pct = max(0.0, min(1.0, float(c.support))) * 100
-    label = "relevance" if evidence else "support"
     para = (("… " if ctx.clipped_before else "") + esc(ctx.before) + f'<mark class="qa-quote">{esc(ctx.quote)}</mark>'
             + esc(ctx.after) + (" …" if ctx.clipped_after else ""))
     return (
@@ -221,8 +225,9 @@ def _evidence_item(key: str, c: Citation, ctx: QuoteContext, active: bool, evide
         f'<div class="qa-ev-title"><span class="qa-badge">[{c.n}]</span>{esc(c.title)}</div>'
         f'<div class="qa-ev-para">{para}</div>'
         f'<div class="qa-ev-meta">{" · ".join(where)} · {check}'
-        f'<span class="qa-support" title="{label} score {c.support:.2f}"><span class="qa-bar">'
-        f'<span style="width:{pct:.0f}%"></span></span>{label} {c.support:.2f}</span></div>'
+        + (f'<span class="qa-support" title="{label} score {c.support:.2f}"><span class="qa-bar">'
+           f'<span style="width:{pct:.0f}%"></span></span>{label} {c.support:.2f}</span>' if label else "")
+        + '</div>'
         '</div>'
     )
 
@@ -280,8 +285,8 @@ def render_library(docs: Sequence[DocSummary]) -> str:
     )
     total = sum(d.n_chunks for d in docs)
     return (
-        f'<div class="qa-library"><div class="qa-muted">{_plural(len(docs), "document")}, '
-        f'{_plural(total, "passage")}</div>'
+        f'<div class="qa-library"><div class="qa-muted">{plural(len(docs), "document")}, '
+        f'{plural(total, "passage")}</div>'
         '<table><thead><tr><th>Title</th><th>Source</th><th>Published</th><th>Passages</th><th>Pages</th>'
         f'<th>File</th><th>ID</th></tr></thead><tbody>{rows}</tbody></table></div>'
     )
@@ -309,7 +314,7 @@ def render_jobs(jobs: Sequence[Job], ahead: Callable[[Job], int], now: float,
             continue
         if job.started is None:
             n = ahead(job)
-            text = f"Queued: {job.label} — waiting for {_plural(n, 'earlier job')} to finish."
+            text = f"Queued: {job.label} — waiting for {plural(n, 'earlier job')} to finish."
             bar = ""
         else:
             verb = "Indexing" if job.kind == "upload" else "Deleting"
@@ -317,7 +322,7 @@ def render_jobs(jobs: Sequence[Job], ahead: Callable[[Job], int], now: float,
             bar = ""
             if progress and job.kind == "upload":
                 done, total = progress
-                step = f"embedding {done:,} of {_plural(total, 'passage')} · "
+                step = f"embedding {done:,} of {plural(total, 'passage')} · "
                 bar = f'<span class="qa-bar"><span style="width:{100 * done / max(1, total):.0f}%"></span></span>'
             text = f"{verb} {job.label}: {step}{max(0.0, now - job.started):.0f} s"
             if job.note and not step:  # e.g. waiting for another process that writes the index
@@ -329,7 +334,8 @@ def render_jobs(jobs: Sequence[Job], ahead: Callable[[Job], int], now: float,
 def render_exports(links: dict[str, str]) -> str:
     """Download links for the latest exports (served only to this browser: workspace/access.py)."""
     labels = {"answer.md": "⤓ Answer .md", "answer.json": "⤓ Answer .json",
-              "conversation.md": "⤓ Conversation .md", "conversation.json": "⤓ Conversation .json"}
+              "conversation.md": "⤓ Conversation .md", "conversation.json": "⤓ Conversation .json",
+              "brief.md": "⤓ Brief .md", "brief.json": "⤓ Brief .json"}
     items = "".join(
         f'<a class="qa-export" id="qa-export-{key.replace(".", "-")}" href="{esc(links[key])}" '
         f'download="{esc(links[key].rsplit("/", 1)[-1])}">{label}</a>'
@@ -362,7 +368,7 @@ def render_filters_line(sources: Sequence[str], doc_titles: Sequence[str], date_
     if sources:
         parts.append("source: " + ", ".join(sources))
     if doc_titles:
-        parts.append("documents: " + ", ".join(_clip(t, 50) for t in doc_titles))
+        parts.append("documents: " + ", ".join(clip(t, 50) for t in doc_titles))
     if date_from or date_to:
         parts.append(f"published {date_from or '…'} to {date_to or '…'}")
     if not parts:
