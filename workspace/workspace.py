@@ -219,9 +219,10 @@ class Workspace:
         return SourceView(doc, citation.title, text[lo:hi], lo, len(text), spans, citation)
 
     # ------------------------------------------------------------------ brief
-    def brief_status(self, start: bool = True) -> BriefStatus:
-        """The index's brief, or a background build of it under way (``workspace/brief.py``)."""
-        return self.briefs.ensure() if start else self.briefs.status()
+    def brief_status(self, retry: bool = False) -> BriefStatus:
+        """The index's brief, or a background build of it under way (``workspace/brief.py``);
+        ``retry``: build again even if the last build failed for this index state."""
+        return self.briefs.retry() if retry else self.briefs.ensure()
 
     def brief_quotes(self, brief: Mapping[str, Any] | None, key: str) -> tuple[Citation, list[Citation]] | None:
         """``key``'s quote of ``brief`` (the brief a page shows) and the quotes of its line."""

@@ -223,3 +223,25 @@ def test_brief_tab_builds_in_the_background_and_its_citations_open_exact_quotes(
     assert "qa-empty" in view[ui.c.brief_quotes]  # the quote panels start afresh with the new brief
     ui._session_closed(session)
     assert not folder.exists()
+
+
+def test_a_failed_build_is_one_sentence_and_opening_the_tab_tries_again(ui, monkeypatch):
+    from chatbot.types import QAError
+
+    calls = []
+
+    def broken(refresh=False, progress=None):
+        calls.append(refresh)
+        raise QAError("The index has no documents <b>now</b>.")
+
+    monkeypatch.setattr(ui.ws.service, "brief", broken)
+    request = SimpleNamespace(cookies={COOKIE: FileAccess.new_sid()})
+    session = Session()
+    ui.open_brief(session, request)
+    ui.ws.briefs.wait(10)
+    view = ui.poll_brief(session, request)
+    assert "could not be built: The index has no documents &lt;b&gt;now&lt;/b&gt;." in view[ui.c.brief]
+    assert not view[ui.c.brief_timer].active and len(calls) == 1  # the timer stops; polling does not retry
+    ui.open_brief(session, request)
+    ui.ws.briefs.wait(10)
+    assert len(calls) == 2

@@ -29,7 +29,7 @@ from starlette.middleware import Middleware
 from chatbot.safe_text import clean_question
 from ingest.types import UserError
 from workspace.access import AccessMiddleware, FileAccess, export_url, request_sid, routes
-from workspace.brief import BUILDING, FAILED, BriefStatus, export_folder_id, write_brief_exports
+from workspace.brief import BUILDING, BriefStatus, export_folder_id, write_brief_exports
 from workspace.jobs import DONE, WriteQueue, embedding_progress
 from workspace.session import Session
 from workspace.throttle import LoginThrottle
@@ -274,11 +274,7 @@ class WorkspaceUI:
     def open_brief(self, session: Session | None, request: gr.Request) -> dict:
         """The Brief tab: the index's brief, or its build started in the background (the timer
         polls it); a brief that failed for this index state is tried again."""
-        session = self._session(session, request)
-        status = self.ws.brief_status()
-        if status.state == FAILED:
-            status = self.ws.briefs.retry()
-        return self._brief_view(session, status)
+        return self._brief_view(self._session(session, request), self.ws.brief_status(retry=True))
 
     def poll_brief(self, session: Session | None, request: gr.Request) -> dict:
         return self._brief_view(self._session(session, request), self.ws.brief_status())

@@ -33,7 +33,9 @@ def render_brief(status: BriefStatus, links: Mapping[str, str] | None = None) ->
 
 
 def _banner(status: BriefStatus) -> str:
-    if status.state in (BUILDING, IDLE):
+    if status.state == IDLE:  # the tab's content before its select event has asked for the brief
+        return '<div class="qa-brief-status qa-job-pending"><span class="qa-spinner"></span>Opening the brief…</div>'
+    if status.state == BUILDING:
         what = ("The documents changed: rebuilding the brief" if status.brief is not None else "Building the brief")
         step = f": {status.step}" if status.step else ""
         below = (" Shown below until it is ready: the brief of the documents as they were." if status.brief
