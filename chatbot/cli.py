@@ -94,17 +94,32 @@ def _ask(args, settings: QASettings) -> int:
     if not questions or not all(q.strip() for q in questions):
         raise QAError("The question is empty: give a QUESTION or --file QUESTIONS.txt.")
     service, options = make_service(args, settings)
+    provenance = service.provenance() if args.json else None
     for question in questions:
         answer = service.answer(question, options=options)
         if args.json:
-            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+            print(json.dumps(verifiable_json(answer, service, provenance), ensure_ascii=False), flush=True)
         else:
             print(render_text(answer), flush=True)
     return 0
 
 
+def verifiable_json(answer: Answer, service, provenance: dict) -> dict:
+    """``answer.to_json()`` with each quote's record (document and quote hashes, file) and the index
+    state and model ids: `python -m chatbot verify` re-checks the output."""
+    from chatbot.provenance import quote_record
+
+    data = answer.to_json()
+    docs = {d: service.doc_text_and_file(d) for d in {c.doc_id for c in answer.citations + answer.evidence}}
+    for key, citations in (("citations", answer.citations), ("evidence", answer.evidence)):
+        data[key] = [{**c.to_json(), **quote_record(c, *docs[c.doc_id]).to_json()} for c in citations]
+    return {**data, "provenance": provenance}
+
+
 def render_text(answer: Answer) -> str:
     lines = [f"Q: {answer.question}", f"A: {answer.text}"]
+    for conflict in answer.conflicts:
+        lines.append(f"   {conflict.text()}")
     if answer.notice:
         lines.append(f"   ({answer.notice})")
     for c in answer.citations:

@@ -62,6 +62,15 @@ class QuoteRecord:
                    data.get("file"), data.get("page"))
 
 
+def quote_record(citation: Citation, doc_text: str | None, file: str | None = None) -> QuoteRecord:
+    """The record an export keeps of a citation, whatever happened to its document since the answer:
+    ``doc_hash`` is the hash of the text now stored ("" when the document is gone), so ``verify``
+    reports such a quote as changed or missing instead of leaving it out."""
+    c = citation
+    return QuoteRecord(c.n, c.doc_id, c.title, c.start, c.end, c.quote,
+                       text_hash(doc_text) if doc_text is not None else "", text_hash(c.quote), file, c.page)
+
+
 def is_record(value: Any) -> bool:
     return isinstance(value, Mapping) and all(k in value for k in RECORD_KEYS)
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from chatbot import conversation
 from chatbot.answerer import NONE, AnswerRequest, ExtractiveAnswerer, SupportPolicy
+from chatbot.cited_conflicts import ConflictFinder
 from chatbot.extractive import ExtractiveConfig, expand_query
-from chatbot.provenance import index_info
+from chatbot.provenance import index_info, index_provenance
 from chatbot.relevance import SentenceVectors, TokenAligner
 from chatbot.retrieve import HybridRetriever, Passage, RetrievalConfig
 from chatbot.safe_text import clean_question
@@ -59,6 +60,7 @@ class QAService:
         self.answerer = ExtractiveAnswerer(self.retriever, self.sentences, self.aligner, self.page_at, extractive,
                                            policy)
         self.llm = llm  # chatbot.generative.LLMAnswerer (a chatbot.protocols.Answerer) or None
+        self.conflicts = ConflictFinder(self.doc_text, self._parse_cache)
         self._opened = False
         self.brief_themes: Path | None = None  # QA_BRIEF_THEMES: the brief's themes file (None: the default themes)
         if llm is not None and hasattr(llm, "attach"):
@@ -146,6 +148,9 @@ class QAService:
         elif options.mode == "llm":
             answer.notice = "Nothing in the documents covers this question, so the LLM was not asked."
         timings["answer"] = (time.perf_counter() - t2) * 1000
+        t3 = time.perf_counter()
+        answer.conflicts = self.conflicts.find(answer.citations)  # "The sources differ: …"
+        timings["conflicts"] = (time.perf_counter() - t3) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         answer.timings_ms = timings
         yield answer
@@ -215,6 +220,19 @@ class QAService:
         record = self.document(doc_id)
         return record.text if record else None
 
+    def _parse_cache(self):
+        """The brief's spaCy parses of this index's documents (chatbot/brief/cache.py), if built."""
+        from chatbot.brief.cache import ParseCache, cache_dir
+
+        return ParseCache(cache_dir(self.store) / "parsed")
+
+    def doc_text_and_file(self, doc_id: str) -> tuple[str | None, str | None]:
+        """A document's stored text and the name of the file it came from (None, None when gone)."""
+        record = self.document(doc_id)
+        if record is None:
+            return None, None
+        return record.text, (Path(record.paths[0]).name if record.paths else record.meta.get("filename"))
+
     def index_info(self) -> dict[str, Any]:
         """Where the index is, its state and size, and the settings it was built with (for exports)."""
         return index_info(self.store)
@@ -232,6 +250,17 @@ class QAService:
             return brief_for_index(self.store, self.embedder, config, refresh=refresh, progress=progress)
         except (BriefError, ThemeError) as exc:
             raise QAError(str(exc)) from None
+
+    def model_ids(self) -> dict[str, str | None]:
+        """The embedding model's and the LLM's ids (None: extractive answers only)."""
+        llm = self.llm
+        return {"embedding": self.embedder.model_id,
+                "llm": None if llm is None else str(getattr(llm, "model_id", None) or getattr(llm, "name", None)
+                                                    or type(llm).__name__)}
+
+    def provenance(self) -> dict[str, Any]:
+        """The index state and model ids answers come from (exports record it; chatbot/provenance.py)."""
+        return index_provenance(self.store, self.model_ids())
 
     # ---------------------------------------------------------------- writes
     def ingest(self, paths: Sequence[Path], progress: bool = False,

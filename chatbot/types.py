@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ingest.types import UserError
 
@@ -11,6 +11,7 @@ from ingest.types import UserError
 # them, the UI and tests recognise them.
 NOT_IN_SOURCES = "The sources don't say"
 UNSUPPORTED_FLAG = "(unsupported)"
+SOURCES_DIFFER = "The sources differ"  # how an answer says that its cited sentences give a figure differently
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,56 @@ class Claim:
         return {**data, "refusal": True} if self.refusal else data
 
 
+def claim_text(verb: str, by: str | None) -> str:
+    """"Emomali Rahmon claims", "according to engineers in Astana", "estimated"."""
+    if verb == "according to":
+        return f"according to {by}" if by else "according to an unnamed source"
+    return f"{by} {verb}" if by else verb
+
+
+@dataclass(frozen=True)
+class FigureVersion:
+    """One version of a disputed figure, as written in the sentence citation ``n`` quotes."""
+
+    n: int
+    text: str  # "46 per cent", "roughly a quarter"
+    value: float  # shares as fractions, money and units in base units
+    qualifier: str  # exact, approximate, at most, at least
+    claim_verb: str | None = None  # an attributed claim ("claims", "according to"), else None
+    claimant: str | None = None
+
+    def label(self, cite: Callable[[int], str] = "[{}]".format, escape: Callable[[str], str] = str) -> str:
+        said = f" ({escape(claim_text(self.claim_verb, self.claimant))})" if self.claim_verb else ""
+        return f"“{escape(self.text)}”{said} {cite(self.n)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "text": self.text, "value": self.value, "qualifier": self.qualifier,
+                "claim": {"verb": self.claim_verb, "by": self.claimant} if self.claim_verb else None}
+
+
+@dataclass(frozen=True)
+class SourceConflict:
+    """Cited sentences that give the same quantity differently (chatbot/cited_conflicts.py)."""
+
+    measure: str  # what is measured, in the text's own words
+    kind: str  # share, money:USD, length, count, ...
+    across_documents: bool
+    versions: tuple[FigureVersion, ...]
+
+    def text(self, cite: Callable[[int], str] = "[{}]".format, escape: Callable[[str], str] = str) -> str:
+        """One sentence: The sources differ on ethnic Tajiks; Afghanistan’s population: “roughly a
+        quarter” [1] vs “46 per cent” (Emomali Rahmon claims) [2]. ``cite(n)`` writes a citation,
+        ``escape`` the text (the UI gives buttons and HTML escaping)."""
+        where = "" if self.across_documents else " (within one document)"
+        return (f"{SOURCES_DIFFER} on {escape(self.measure)}{where}: "
+                + " vs ".join(v.label(cite, escape) for v in self.versions) + ".")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"measure": self.measure, "kind": self.kind,
+                "scope": "across documents" if self.across_documents else "within a document",
+                "versions": [v.to_json() for v in self.versions], "text": self.text()}
+
+
 @dataclass(frozen=True)
 class Filters:
     doc_ids: tuple[str, ...] = ()
@@ -84,6 +135,8 @@ class Answer:
     support_level: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     lead: str = ""  # what ``text`` says before its claims ("The sources don't say exactly that. What they say:")
+    # figures the cited sentences give differently ("The sources differ: …"); shown beside ``text``
+    conflicts: list[SourceConflict] = field(default_factory=list)
 
     @property
     def level(self) -> str:
@@ -102,6 +155,7 @@ class Answer:
             "standalone_question": self.standalone_question or self.question,
             "notice": self.notice,
             "confidence": round(self.confidence, 4),
+            "conflicts": [c.to_json() for c in self.conflicts],
         }
 
 

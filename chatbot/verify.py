@@ -46,11 +46,15 @@ class Texts(Protocol):
 
 def load_records(path: Path) -> list[QuoteRecord]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_text(encoding="utf-8")
+        data = json.loads(raw)
     except (OSError, UnicodeDecodeError) as exc:
         raise QAError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise QAError(f"{path} is not JSON ({exc.msg} at line {exc.lineno}); give an export's .json file.") from None
+        try:  # JSON Lines: `ask --json` prints one object per question
+            data = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        except json.JSONDecodeError:
+            raise QAError(f"{path} is not JSON ({exc.msg} at line {exc.lineno}); give an export's .json file.") from None
     seen, out = set(), []
     for item in _walk(data):
         try:
@@ -63,7 +67,7 @@ def load_records(path: Path) -> list[QuoteRecord]:
             out.append(record)
     if not out:
         raise QAError(f"{path} records no quotes with hashes: it is not an export made by this version "
-                      "(brief --json, or an answer/conversation export).")
+                      "(an answer or conversation export's .json, `ask --json` or `brief --json` output).")
     return out
 
 

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from chatbot.provenance import quote_record
 from chatbot.types import Citation, QAError
 from ingest.settings import PROJECT_DIR
 from workspace.overview import DocSummary
@@ -47,12 +48,11 @@ class Exports:
             self._static_versions = {"packages": packages, "python": platform.python_version(),
                                      "app_commit": _git_commit()}
         service = self.ws.service
-        llm = service.llm
+        models = service.model_ids()
         return {
             "index": service.index_info(),
-            "embedding_model": service.embedder.model_id,
-            "llm": None if llm is None else str(getattr(llm, "model_id", None) or getattr(llm, "name", None)
-                                                 or type(llm).__name__),
+            "embedding_model": models["embedding"],
+            "llm": models["llm"],
             **self._static_versions,
         }
 
@@ -67,6 +67,8 @@ class Exports:
             "scope": scope,
             "generated_at": now_iso(),
             "versions": self.versions(),
+            # index state and model ids; with each quote's hashes, `python -m chatbot verify` re-checks it
+            "provenance": self.ws.service.provenance(),
             "turns": [self._turn_entry(t) for t in turns],
         }
 
@@ -98,17 +100,22 @@ class Exports:
             "citations": [self._quote_data(c, docs) for c in a.citations],
             "evidence": [self._quote_data(c, docs) for c in a.evidence],
             "claims": [c.to_json() for c in a.claims],
+            "conflicts": [c.to_json() for c in a.conflicts],
         }
 
     def _quote_data(self, c: Citation, docs: Mapping[str, DocSummary]) -> dict[str, Any]:
+        """A quote with where it is and its record (chatbot/provenance.py: the document's and the
+        quote's hashes), so that anyone can re-check it with `python -m chatbot verify`."""
         d = docs.get(c.doc_id)
         text = self.ws.text(c.doc_id)
+        record = quote_record(c, text, d.filename if d else None)
         return {
             "n": c.n, "quote": c.quote, "doc_id": c.doc_id, "title": c.title,
             "source": d.source if d else None, "published": d.published if d else None,
-            "url": d.url if d else None, "file": d.filename if d else None,
+            "url": d.url if d else None, "file": record.file,
             "start": c.start, "end": c.end, "page": c.page, "support": round(c.support, 4),
             "verified": text is not None and text[c.start:c.end] == c.quote,
+            "doc_hash": record.doc_hash, "quote_hash": record.quote_hash,
         }
 
     def export_markdown(self, session: Session, scope: str = "conversation") -> str:
@@ -129,8 +136,8 @@ class Exports:
             out = {}
             for scope, data in (("answer", answer), ("conversation", conversation)):
                 md = folder / f"qa-{scope}-{stamp}.md"
-                md.write_text(export_markdown(data), encoding="utf-8")
                 js = folder / f"qa-{scope}-{stamp}.json"
+                md.write_text(export_markdown(data, json_name=js.name), encoding="utf-8")
                 js.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
                 out[f"{scope}.md"], out[f"{scope}.json"] = md, js
             sets = sorted({p.stem.split("-", 2)[2] for p in folder.glob("qa-*-*.*")}, key=_export_order)
@@ -154,8 +161,9 @@ def md_text(value: Any) -> str:
     return text.replace("](", "]\\(")
 
 
-def export_markdown(data: Mapping[str, Any]) -> str:
-    """The export as Markdown: quotes verbatim (blockquotes, HTML escaped), with where each one is."""
+def export_markdown(data: Mapping[str, Any], json_name: str | None = None) -> str:
+    """The export as Markdown: quotes verbatim (blockquotes, HTML escaped), with where each one is and
+    its hashes; ``json_name``: the JSON export written with it (the one `verify` reads)."""
     v = data["versions"]
     idx = v["index"]
     turns = data["turns"]
@@ -173,6 +181,8 @@ def export_markdown(data: Mapping[str, Any]) -> str:
         status = {"answered": "supported", "partial": "PARTLY answered: the sources cover the topic, not the detail asked"
                   }.get(t.get("support_level", ""), "supported" if t["supported"] else "NOT SUPPORTED by the sources")
         lines += [f"**Answer** ({status}; confidence {t['confidence']:.2f}):", "", md_text(t["answer"]), ""]
+        for conflict in t.get("conflicts", []):
+            lines += [f"> {md_text(conflict['text'])}", ""]
         if t["notice"]:
             lines += [f"> Note: {md_text(t['notice'])}", ""]
         for heading, quotes in (("Sources", t["citations"]), ("Nearest evidence (does not answer the question)", t["evidence"])):
@@ -188,6 +198,7 @@ def export_markdown(data: Mapping[str, Any]) -> str:
                 lines += ["> " + md_text(line) if line else ">" for line in q["quote"].split("\n")]
                 lines += ["", f"{'; '.join(where)}; support {q['support']:.2f}"
                           + ("" if q["verified"] else "; NOT verified against the stored text"), ""]
+                lines += [f"document `{q['doc_hash'] or 'gone'}`, quote `{q['quote_hash']}`", ""]
     pk = ", ".join(f"{k} {val}" for k, val in v["packages"].items() if val)
     lines += [
         "---", "", "**Versions**", "",
@@ -197,6 +208,10 @@ def export_markdown(data: Mapping[str, Any]) -> str:
         f"- Embedding model: {md_text(v['embedding_model'])} ({idx['dimension']}-d)",
         f"- LLM: {md_text(v['llm']) if v['llm'] else 'none (extractive answers)'}",
         f"- Packages: {pk}; Python {v['python']}" + (f"; app commit {v['app_commit']}" if v["app_commit"] else ""),
+        f"- Hashes: {md_text(data['provenance']['hash'])}",
+        "- Verify: `python -m chatbot verify " + (md_text(json_name) if json_name else "EXPORT.json")
+        + " [--index DIR | --sources DIR]` re-checks every quote (ok, changed or missing); it reads the JSON "
+        "export " + ("written with this file." if json_name else "of the same answers."),
         "",
     ]
     return "\n".join(lines)

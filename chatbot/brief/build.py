@@ -336,39 +336,3 @@ def _figure_json(f: Figure, quotes: Quotes) -> dict:
     return {"text": f.text, "kind": f.kind, "value": f.value, "qualifier": f.qualifier, "measure": f.measure,
             "change": f.change, "claim": {"verb": f.claim_verb, "by": f.claimant} if f.claim_verb else None,
             "citations": [quotes.cite(f.doc, *f.sentence)]}
-
-
-def cited_conflicts(citations: Sequence[Citation], docs: dict[str, Doc], parse_cache: ParseCache | None = None,
-                    parse: Callable = nlp.parse) -> list[dict]:
-    """Figures that the cited spans give differently (for answers: "the sources differ").
-
-    ``docs``: the cited documents by id. Parses come from ``parse_cache`` (the brief's, so after a
-    brief no spaCy process is needed); missing ones are parsed once in the child process. Returns
-    ``[{"measure", "kind", "scope", "versions": [{"n", "text", "value", "qualifier", "claim"}]}]``
-    where ``n`` is the citation's number."""
-    ids = list(dict.fromkeys(c.doc_id for c in citations if c.doc_id in docs))
-    parsed, _ = _parse_all([docs[i] for i in ids], parse, parse_cache) if ids else ([], "")
-    index = {doc_id: n for n, doc_id in enumerate(ids)}
-    figures: list[Figure] = []
-    cited_by: dict[tuple[int, int], int] = {}
-    for c in citations:
-        if c.doc_id in index:
-            d = index[c.doc_id]
-            for f in find_figures(parsed[d], d, c.start, c.end, _named_before(parsed)):
-                figures.append(f)
-                cited_by.setdefault((d, f.start), c.n)
-    return [{"measure": c.measure, "kind": c.kind,
-             "scope": "across documents" if c.across_documents else "within a document",
-             "versions": [{"n": cited_by[(f.doc, f.start)], "text": f.text, "value": f.value, "qualifier": f.qualifier,
-                           "claim": {"verb": f.claim_verb, "by": f.claimant} if f.claim_verb else None}
-                          for f in c.versions]}
-            for c in conflicts(figures)]
-
-
-def _named_before(parsed: Sequence[nlp.Parsed]):
-    def before(d: int, offset: int) -> str | None:
-        p = parsed[d]
-        names = [(a, b) for a, b, label in p.ents if label == "PERSON" and p.starts[a] < offset]
-        return p.span_text(*names[-1]) if names else None
-
-    return before

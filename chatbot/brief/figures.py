@@ -123,21 +123,36 @@ def _amount(g: dict) -> float | None:
     return value * _SCALES.get((g.get("scale") or "").lower(), 1.0)
 
 
+def quantities(text: str, start: int = 0, end: int | None = None) -> list[tuple[str, re.Match]]:
+    """The quantities written in ``text[start:end]``, by pattern kind (share, money, unit, count),
+    none overlapping (earlier patterns first), before any parse: a figure can only be one of these,
+    and a bare number may still turn out to count nothing (``find_figures`` decides)."""
+    taken: list[tuple[int, int]] = []
+    out = []
+    for kind, pattern in PATTERNS:
+        for m in pattern.finditer(text, start, len(text) if end is None else end):
+            if kind == "count" and not _could_count(m):
+                continue
+            if not any(m.start() < e and s < m.end() for s, e in taken):
+                taken.append((m.start(), m.end()))
+                out.append((kind, m))
+    return out
+
+
+def rough_terms(text: str) -> set[str]:
+    """Stems of the words of ``text``, without a parse: they include the terms (``Figure.terms``)
+    of any figure read from it, irregular plurals aside. Two figures measure the same thing only
+    if they share two terms (``conflicts.same_measure``), so texts sharing fewer words cannot
+    hold a conflict."""
+    return {_stem(w) for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in _STOP}
+
+
 def find_figures(p: Parsed, doc: int, start: int, end: int, person_before=None) -> list[Figure]:
     """Figures in ``p.text[start:end]`` (document ``doc``). ``person_before(doc, offset)`` names the
     person or organisation last named before ``offset`` (resolves "he claims")."""
-    taken: list[tuple[int, int]] = []
-    out = []
     years_by_sent: dict[int, frozenset[int]] = {}
-    for kind, pattern in PATTERNS:
-        for m in pattern.finditer(p.text, start, end):
-            if any(m.start() < e and s < m.end() for s, e in taken):
-                continue
-            fig = _figure(p, doc, kind, m, years_by_sent, person_before)
-            if fig is not None:
-                taken.append((m.start(), m.end()))
-                out.append(fig)
-    return sorted(out, key=lambda f: f.start)
+    figures = (_figure(p, doc, kind, m, years_by_sent, person_before) for kind, m in quantities(p.text, start, end))
+    return sorted((f for f in figures if f is not None), key=lambda f: f.start)
 
 
 def _figure(p: Parsed, doc: int, kind: str, m: re.Match, years_by_sent, person_before) -> Figure | None:
@@ -160,7 +175,7 @@ def _figure(p: Parsed, doc: int, kind: str, m: re.Match, years_by_sent, person_b
     a = p.token_at(m.start())
     b = max(a + 1, p.token_at(m.end() - 1) + 1)
     sa, sb = p.sent_of(a)
-    if kind == "count" and not _is_count(p, m, a, b, value):
+    if kind == "count" and not _is_count(p, a, b):
         return None
     q = (g.get("q") or "").strip().lower()
     low, high = _interval(kind, value, q)
@@ -176,12 +191,16 @@ def _figure(p: Parsed, doc: int, kind: str, m: re.Match, years_by_sent, person_b
                   measure, frozenset(terms), head, years_by_sent[sa], change, verb, claimant, sent_chars)
 
 
-def _is_count(p: Parsed, m: re.Match, a: int, b: int, value: float) -> bool:
-    """A bare number counts something when it modifies a noun and is not a year, a date or an index."""
+def _could_count(m: re.Match) -> bool:
+    """What a bare number must be to count something, seen without a parse: not a year, at least 2."""
     if re.fullmatch(r"1[0-9]{3}|20[0-9]{2}", m.group("n")) and not m.groupdict().get("scale"):
         return False
-    if value < 2:
-        return False
+    return (_amount(m.groupdict()) or 0.0) >= 2
+
+
+def _is_count(p: Parsed, a: int, b: int) -> bool:
+    """A bare number counts something when it modifies a noun and is not a year, a date or an index
+    (``quantities`` has already dropped years and numbers below 2)."""
     r = p.root_of(a, b)
     h = p.heads[r]
     return p.deps[r] in ("nummod", "quantmod", "compound") and p.pos[h] == "NOUN" and not a <= h < b \

