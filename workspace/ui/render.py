@@ -124,7 +124,7 @@ def conflicts_html(turn_index: int, turn: Turn) -> str:
     by_n = {c.n: c for c in turn.answer.citations}
 
     def button(n: int) -> str:
-        return _cite_button(cite_key(turn_index, by_n[n]), n, by_n[n].title) if n in by_n else f"[{n}]"
+        return cite_button(cite_key(turn_index, by_n[n]), n, by_n[n].title) if n in by_n else f"[{n}]"
 
     return "".join(f'<div class="qa-conflict">{c.text(button, esc)}</div>' for c in turn.answer.conflicts)
 
