@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -10,6 +12,8 @@ from ingest.environment import prepare_process
 from ingest.loaders import SUPPORTED_EXTENSIONS
 from ingest.settings import DEFAULT_CORPUS, DEFAULT_INDEX, Limits, Settings
 from ingest.types import IngestError, IngestReport
+
+log = logging.getLogger(__name__)
 
 def _limits_help() -> str:
     defaults = Limits()
@@ -74,10 +78,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupt:
+    """Remembers a Ctrl-C. It normally arrives as KeyboardInterrupt, but one that lands while a
+    native library initialises comes out as that library's error (onnxruntime: "ImportError:
+    initialization failed"); either way the run was interrupted, not broken."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+
+INTERRUPTED = "Interrupted. Run the same command again to finish: the index is repaired on the next run."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    interrupt = _Interrupt()
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
     prepare_process()  # before the model's libraries are imported
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    except Exception:
+        if not interrupt.seen:
+            raise
+        log.debug("error after Ctrl-C (reported as the interruption)", exc_info=True)
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ingest.pipeline import Ingestor
 
     try:
@@ -93,10 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("Interrupted. Run the same command again to finish: the index is repaired on the next run.",
-              file=sys.stderr)
-        return 130
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:

@@ -115,3 +115,47 @@ def test_index_folder_that_is_a_file_is_a_usage_error(tmp_path):
     assert result.returncode == 2
     assert str(blocker) in result.stderr and "--index" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_while_a_native_library_initialises_is_an_interruption(monkeypatch, capsys):
+    """A Ctrl-C landing inside a native module's initialisation surfaces as that module's error
+    (onnxruntime: "ImportError: initialization failed"), not as KeyboardInterrupt: still exit 130
+    with the "run again" message, no traceback."""
+    import os
+    import signal
+
+    from ingest import cli
+
+    def interrupted_import(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs at the next bytecode: inside this try
+            for _ in range(1000):
+                pass
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+        raise AssertionError("SIGINT was not delivered")
+
+    monkeypatch.setattr(cli, "_run", interrupted_import)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in `python -m ingest`
+    try:
+        assert cli.main([]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "Interrupted" in capsys.readouterr().err
+
+
+def test_other_errors_are_not_taken_for_an_interruption(monkeypatch):
+    import signal
+
+    from ingest import cli
+
+    def broken(args):
+        raise ImportError("a real bug")
+
+    monkeypatch.setattr(cli, "_run", broken)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(ImportError, match="a real bug"):
+            cli.main([])
+    finally:
+        signal.signal(signal.SIGINT, previous)
