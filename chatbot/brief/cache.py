@@ -83,6 +83,20 @@ def cache_path(store, config: BriefConfig, embedding_model: str) -> Path:
     return cache_dir(store) / f"{key}.json"
 
 
+def _stable_docs(store, path: Path, config: BriefConfig, embedding_model: str,
+                 attempts: int = 3) -> tuple[list[Doc], Path | None]:
+    """The documents and the cache path of the index state they were read in: an ingest that
+    finishes while they are read changes the state, and they are read again (None: it kept
+    changing), so a cached brief never holds another state's documents."""
+    for _ in range(attempts):
+        docs = _docs_from_store(store)
+        after = cache_path(store, config, embedding_model)
+        if after == path:
+            return docs, path
+        path = after
+    return docs, None
+
+
 def brief_for_index(store, embedder, config: BriefConfig | None = None, refresh: bool = False,
                     progress: Callable[[str], None] | None = None, worker: nlp.Worker | None = None) -> dict:
     """The brief of an open index: from the cache when the index has not changed, else built and
@@ -98,12 +112,14 @@ def brief_for_index(store, embedder, config: BriefConfig | None = None, refresh:
             return brief
         except (OSError, json.JSONDecodeError):  # a damaged cache entry is rebuilt
             log.warning("Damaged brief cache %s: building it again", path, exc_info=True)
-    docs = _docs_from_store(store)
+    docs, path = _stable_docs(store, path, config, embedder.model_id)
     if not docs:
         raise BriefError(f"The index at {store.location} has no documents. Run `python -m ingest` to add articles.")
     brief = build_brief(docs, embedder, config, parse=worker.parse if worker else nlp.parse, progress=progress,
                         parse_cache=ParseCache(cache_dir(store) / "parsed"), release=worker.close if worker else None)
     brief["provenance"] = index_provenance(store, {**brief["models"], "ner_package": ner_version()})
+    if path is None:
+        return brief  # the index kept changing while it was read: not cached under any state
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(brief, ensure_ascii=False), encoding="utf-8")

@@ -266,3 +266,40 @@ def test_parses_are_cached_by_document_and_pruned(tmp_path):
     _parse_all([b, c], fake_parse, cache)
     assert calls[-1] == ["gamma"]  # only the new document is parsed
     assert sorted(p.name for p in cache.folder.glob("*.json.gz")) == ["b.json.gz", "c.json.gz"]  # "a" left
+
+
+def test_documents_read_while_an_ingest_finishes_are_cached_under_the_state_they_belong_to(tmp_path):
+    """The cache key (index state) is read again after the documents: an ingest that finishes in
+    between makes the documents be read again, so a cached brief never holds another state's."""
+    from types import SimpleNamespace
+
+    from chatbot.brief.build import BriefConfig
+    from chatbot.brief.cache import _stable_docs, cache_path
+    from ingest.store import COMPLETE
+
+    class ChangingStore:
+        def __init__(self, states):
+            self.states, self.reads = list(states), 0
+
+        def published_state(self):
+            return self.states[min(self.reads, len(self.states) - 1)]
+
+        def lexical_dir(self):
+            return tmp_path / "lexical-x"
+
+        def list_documents(self, with_text):
+            self.reads += 1
+            return [SimpleNamespace(doc_id=f"d{i}", title=f"D{i}", text="text", meta={}, paths=[], pages=[],
+                                    status=COMPLETE) for i in range(self.reads)]
+
+    config = BriefConfig()
+    store = ChangingStore(["s1", "s2"])  # an ingest finishes during the first read
+    before = cache_path(store, config, "m")
+    docs, path = _stable_docs(store, before, config, "m")
+    assert len(docs) == 2 and path != before and path == cache_path(store, config, "m")
+    store = ChangingStore(["s1", "s2", "s3", "s4"])  # keeps changing: built, never cached
+    docs, path = _stable_docs(store, cache_path(store, config, "m"), config, "m")
+    assert path is None and len(docs) == 3
+    store = ChangingStore(["s1"])  # quiet index: one read
+    docs, path = _stable_docs(store, cache_path(store, config, "m"), config, "m")
+    assert store.reads == 1 and path == cache_path(store, config, "m")
