@@ -107,14 +107,26 @@ class ConflictFinder:
                 self._paragraphs.popitem(last=False)
         return out
 
-    def _server_parse(self, texts: list[str]) -> list[nlp.Parsed]:
+    def warm_up(self) -> None:
+        """Start the spaCy process now (it loads while this process goes on), so that the first
+        answer needing a parse does not wait for it; nothing when the brief's parses are cached."""
+        cache = self.parse_cache() if self.parse_cache else None
+        if cache is not None and cache.folder.is_dir() and any(cache.folder.iterdir()):
+            return
+        with self._lock:
+            self._running_server()
+
+    def _running_server(self):
         if self._server is None or not self._server.alive:
             self._server = self._make_server()
             if self._finalizer is not None:
                 self._finalizer.detach()
             self._finalizer = weakref.finalize(self, self._server.close)
+        return self._server
+
+    def _server_parse(self, texts: list[str]) -> list[nlp.Parsed]:
         try:
-            return self._server.parse(texts)[0]
+            return self._running_server().parse(texts)[0]
         except nlp.NLPError:
             self._server = None  # the next answer starts a fresh process
             raise

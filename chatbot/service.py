@@ -98,6 +98,7 @@ class QAService:
         self.open()
         self.embedder.embed_query("warm up")
         self.retriever.lexical_index
+        self.conflicts.warm_up()  # spaCy's process loads in the background ("The sources differ")
         if self.llm is not None:
             from chatbot.llm_client import LLMUnavailable
 

@@ -53,6 +53,33 @@ def test_answers_without_two_quantities_of_one_kind_never_start_spacy():
         finder.find([farmers, more_farmers])
 
 
+def test_warm_up_starts_one_spacy_process_unless_the_briefs_parses_are_cached(tmp_path):
+    from chatbot.brief.cache import ParseCache
+
+    started = []
+
+    class FakeServer:
+        alive = True
+
+        def __init__(self):
+            started.append(self)
+
+        def close(self):
+            self.alive = False
+
+    cache = ParseCache(tmp_path / "parsed")
+    finder = ConflictFinder({}.get, lambda: cache, server=FakeServer)
+    finder.warm_up()
+    finder.warm_up()
+    assert len(started) == 1  # one process, kept
+    finder.close()
+    assert not started[0].alive
+    cache.folder.mkdir(parents=True)
+    (cache.folder / "some-doc.json.gz").write_bytes(b"")
+    ConflictFinder({}.get, lambda: cache, server=FakeServer).warm_up()
+    assert len(started) == 1  # the brief's parses will do
+
+
 @pytest.mark.slow
 class TestRealParse:
     """The finder's own spaCy process (no brief cache), on citations of small texts."""

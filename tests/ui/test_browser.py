@@ -162,6 +162,29 @@ def test_export_downloads_the_quotes(ui):
     quotes = [c["quote"] for t in data["turns"] for c in t["citations"]]
     assert any(SANCTUARY in q for q in quotes)
     assert data["versions"]["embedding_model"] and data["versions"]["index"]["chunk_size"]
+    assert all(c["quote_hash"].startswith("sha256:") and c["doc_hash"] for t in data["turns"] for c in t["citations"])
+    assert data["provenance"]["index"]["state"]  # verifiable: tests/workspace/test_export_verify.py
+
+
+def test_an_answer_whose_sources_differ_says_so_with_both_citations(ui):
+    page = ui.page
+    ui.ask("What proportion of Afghans are ethnic Tajiks?")
+    conflict = ui.last_answer().locator(".qa-conflict")
+    conflict.wait_for()
+    text = conflict.inner_text()
+    assert text.startswith("The sources differ on ") and "“roughly a quarter”" in text
+    assert "“46 per cent” (Emomali Rahmon claims)" in text
+    buttons = conflict.locator("button.qa-cite")
+    assert buttons.count() == 2
+    ui.shot("answer-conflict")
+    versions = text.split(" vs ")  # one citation button per version, in order
+    buttons.nth(next(i for i, v in enumerate(versions) if "46 per cent" in v)).click()
+    hit = page.locator("#qa-source mark.qa-hit")
+    hit.wait_for()
+    page.wait_for_function("() => document.querySelector('#qa-source mark.qa-hit')?.innerText.includes('46 per cent')",
+                           timeout=60_000)
+    assert "who he claims make up 46 per cent" in hit.inner_text()
+    assert not ui.errors
 
 
 def _upload(ui, tmp_path, name: str, content: str) -> str:
