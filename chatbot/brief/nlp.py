@@ -13,7 +13,7 @@ every span taken from it is an exact slice of the stored document.
 from __future__ import annotations
 
 import json
-import select
+import selectors
 import subprocess
 import sys
 import tempfile
@@ -264,20 +264,25 @@ class Server:
 
     def parse(self, texts: list[str], timeout: float = 120.0) -> tuple[list[Parsed], str]:
         with self._lock:
-            hung = False
+            hung, error = False, ""
             try:
                 assert self._proc.stdin is not None and self._proc.stdout is not None
                 self._proc.stdin.write(json.dumps({"texts": texts}, ensure_ascii=False).encode("utf-8") + b"\n")
                 self._proc.stdin.flush()
-                hung = not select.select([self._proc.stdout], [], [], timeout)[0]
+                with selectors.DefaultSelector() as waiting:  # epoll: any fd number (select() stops at 1023)
+                    waiting.register(self._proc.stdout, selectors.EVENT_READ)
+                    hung = not waiting.select(timeout)
                 line = b"" if hung else self._proc.stdout.readline()
-            except (OSError, ValueError):  # a dead or closed worker
-                line = b""
+            except (OSError, ValueError) as exc:  # a dead or closed worker
+                line, error = b"", str(exc)
             if not line:
-                tail = self._stderr_tail()
+                alive, tail = self.alive, self._stderr_tail()
                 self.close()
-                raise NLPError(f"the NLP worker did not answer within {timeout:.0f} s." if hung else
-                               f"the NLP worker failed (exit {self._proc.returncode}): {tail}")
+                if hung:
+                    raise NLPError(f"the NLP worker did not answer within {timeout:.0f} s.")
+                if alive:
+                    raise NLPError(f"the NLP worker could not be reached ({error or 'its output ended'}).")
+                raise NLPError(f"the NLP worker failed (exit {self._proc.returncode}): {tail}")
         data = json.loads(line)
         return [Parsed.from_json(t, d) for t, d in zip(texts, data["docs"])], data["model"]
 
@@ -291,8 +296,11 @@ class Server:
             self._proc.kill()
         self._proc.wait()
         for f in (self._proc.stdin, self._proc.stdout, self._err):
-            if f is not None:
-                f.close()
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:  # stdin still holding a request the dead process never read
+                pass
 
 
 def _worker(serve: bool = False) -> int:

@@ -184,3 +184,43 @@ def test_the_planted_conflict_of_the_fixture_corpus_shows_in_the_answer(fixture_
         "510 million cubic metres": "[Fixture] Astana questions the Chu reservoir plan"}
     assert c.across_documents
     assert ("according to", "engineers in Astana") in {(v.claim_verb, v.claimant) for v in c.versions}
+
+
+@pytest.mark.slow
+def test_the_spacy_process_survives_high_fd_numbers_and_a_crash_is_one_clear_error():
+    """The app keeps one spaCy process for its lifetime: reached through any file descriptor number
+    (a long-running process holds many; select() fails above 1023), and when it dies the answer
+    stands and the next check starts a new one."""
+    import os
+    import resource
+
+    from chatbot.brief import nlp
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"needs 1200 open files (hard limit {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    server = nlp.Server()
+    try:
+        parsed, model = server.parse(["Tashkent is the capital of Uzbekistan."])
+        assert model.startswith("en_core_web_sm") and parsed[0].word(0) == "Tashkent"
+        server._proc.kill()  # as a segfault or the OOM killer would
+        server._proc.wait()
+        with pytest.raises(nlp.NLPError, match=r"failed \(exit -9\)"):
+            server.parse(["Tashkent is the capital of Uzbekistan."])
+    finally:
+        server.close()
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    texts = {"a": RESERVOIR_A, "other": RESERVOIR_OTHER}
+    finder = ConflictFinder(texts.get)
+    try:
+        cited = [cite(1, "a", RESERVOIR_A, RESERVOIR_A.split(". ")[1]), cite(2, "other", RESERVOIR_OTHER, RESERVOIR_OTHER)]
+        finder.warm_up()
+        finder._server._proc.kill()
+        assert finder.find(cited) == []  # the dead process: no check, no crash
+        assert len(finder.find(cited)) == 1  # a fresh process
+    finally:
+        finder.close()
