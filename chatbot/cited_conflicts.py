@@ -107,14 +107,17 @@ class ConflictFinder:
                 self._paragraphs.popitem(last=False)
         return out
 
-    def warm_up(self) -> None:
+    def warm_up(self, wait: bool = False) -> None:
         """Start the spaCy process now (it loads while this process goes on), so that the first
-        answer needing a parse does not wait for it; nothing when the brief's parses are cached."""
+        answer needing a parse does not wait for it; nothing when the brief's parses are cached.
+        ``wait``: return once it has loaded (benchmarks time answers, not spaCy's start-up)."""
         cache = self.parse_cache() if self.parse_cache else None
         if cache is not None and cache.folder.is_dir() and any(cache.folder.iterdir()):
             return
         with self._lock:
-            self._running_server()
+            server = self._running_server()
+        if wait:
+            server.parse(["Ready."])
 
     def _running_server(self):
         if self._server is None or not self._server.alive:

@@ -224,6 +224,10 @@ class OnnxSentenceEncoder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Idle worker threads sleep instead of spinning: a query is a few short runs, and spinning
+        # threads fight the app's other work (and other processes) for the laptop's few cores
+        # (benchmarks/RESULTS.md, issue 10 latency).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self.session.get_inputs()}
 
