@@ -29,6 +29,7 @@ for it like other processes do.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ from ingest.lock_backends import POLL_SECONDS, Holder, describe_holder, backend_
 from ingest.settings import Settings
 from ingest.types import IndexBusy
 
+log = logging.getLogger(__name__)
 QUIET_SECONDS = 1.0  # wait this long before saying "waiting": a reader's probe holds the lock for microseconds
 
 
@@ -180,7 +182,8 @@ def writer_active(settings: Settings) -> bool:
         return True
     try:
         return backend_for(settings).busy()
-    except Exception:
+    except Exception:  # e.g. an unreachable Chroma server: readers go on as if no writer were active
+        log.debug("Cannot probe the writer lock of %s", settings.chroma_url or settings.index_dir, exc_info=True)
         return False
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from ingest.settings import Settings
 from ingest.types import IngestError
 
+log = logging.getLogger(__name__)
 LOCK_FILE = "writer.lock"
 POLL_SECONDS = 0.2
 
@@ -252,8 +254,8 @@ class _Lease:
             latest = self._latest()
             if latest is not None and latest[0] == n:
                 self._col().update(ids=[f"lease-{n}"], metadatas=[{**holder.to_dict(), "n": n, "released": True}])
-        except Exception:
-            pass  # unreachable server: the lease expires by itself
+        except Exception:  # unreachable server: the lease expires by itself
+            log.debug("Cannot mark the lease released", exc_info=True)
 
     def busy(self) -> bool:
         latest = self._latest()
