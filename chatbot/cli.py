@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from chatbot.brief import command as brief_command
-from chatbot.types import Answer, QAError
+from chatbot.types import ANSWER_MODES, Answer, QAError
 from chatbot.retrieve import TOP_K_MAX, RetrievalConfig
 from chatbot.settings import QASettings
 from ingest.environment import prepare_process
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, metavar="DIR", help="index folder (overrides QA_INDEX_DIR)")
     p.add_argument("--json", action="store_true", help="JSON output (ask: one object per question per line)")
-    p.add_argument("--mode", choices=("extractive", "llm"), default=None,
+    p.add_argument("--mode", choices=ANSWER_MODES, default=None,
                    help="answer mode (default: llm when QA_LLM is set, else extractive)")
     p.add_argument("--top-k", type=int, default=None, metavar="N",
                    help=f"passages to retrieve (1 to {TOP_K_MAX}; default {RetrievalConfig.top_k}); more also quotes "

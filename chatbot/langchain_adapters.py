@@ -32,9 +32,7 @@ from pydantic import ConfigDict
 from chatbot.protocols import Retriever
 from chatbot.retrieve import Passage
 from chatbot.service import AskOptions, QAService
-from chatbot.types import Answer, Filters, QAError
-
-MODES = ("extractive", "llm")
+from chatbot.types import ANSWER_MODES, Answer, Filters, QAError
 
 
 def to_document(passage: Passage) -> Document:
@@ -134,6 +132,6 @@ def ask_options(value: Any) -> AskOptions:
             raise QAError("filters may have doc_ids, sources, published_from and published_to "
                           f"(got {', '.join(sorted(filters))}).") from None
     mode = value.get("mode", "extractive")
-    if mode not in MODES:
-        raise QAError(f"mode must be one of {', '.join(MODES)} (got {mode!r}).")
+    if mode not in ANSWER_MODES:
+        raise QAError(f"mode must be one of {', '.join(ANSWER_MODES)} (got {mode!r}).")
     return AskOptions(mode=mode, top_k=value.get("top_k"), filters=filters)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AskOptions:
-    mode: str = "extractive"  # or "llm"
+    mode: str = "extractive"  # one of chatbot.types.ANSWER_MODES
     top_k: int | None = None
     filters: Filters = field(default_factory=Filters)
 

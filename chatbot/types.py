@@ -12,6 +12,7 @@ from ingest.types import UserError
 NOT_IN_SOURCES = "The sources don't say"
 UNSUPPORTED_FLAG = "(unsupported)"
 SOURCES_DIFFER = "The sources differ"  # how an answer says that its cited sentences give a figure differently
+ANSWER_MODES = ("extractive", "llm")  # how a question may be answered (``AskOptions.mode``, --mode)
 
 
 @dataclass(frozen=True)
