@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,27 +37,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BENCH, RESULTS_DIR, ROOT, command_line, loadavg, machine_info, prepare_env, require, update_results,
+    BENCH, RESULTS_DIR, ROOT, children_cpu, command_line, loadavg, machine_info, prepare_env, require, update_results,
 )
 
 COLLECTIONS = {"corpus": ROOT / "corpus", "xquad": BENCH / "xquad_dev" / "corpus"}
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def cli(index: Path, *extra: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command and its child processes)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    cpu, t = _children_cpu(), time.perf_counter()
+    cpu, t = children_cpu(), time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "chatbot", "brief", "--index", str(index), "--json", *extra],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     elapsed = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"brief failed: {r.stderr.strip()[-500:]}")
-    return elapsed, _children_cpu() - cpu
+    return elapsed, children_cpu() - cpu
 
 
 def _median(runs: list[tuple[float, float]]) -> tuple[float, float, list[float]]:
@@ -89,9 +83,9 @@ def measure(name: str, folder: Path, repeat: int, embedder) -> dict:
         warm, brief = [], None
         for _ in range(repeat):
             shutil.rmtree(cache_dir(store), ignore_errors=True)
-            cpu, own, t = _children_cpu(), time.process_time(), time.perf_counter()
+            cpu, own, t = children_cpu(), time.process_time(), time.perf_counter()
             brief = brief_for_index(store, embedder)
-            warm.append((time.perf_counter() - t, time.process_time() - own + _children_cpu() - cpu))
+            warm.append((time.perf_counter() - t, time.process_time() - own + children_cpu() - cpu))
         refreshed = [cli(settings.index_dir, "--refresh") for _ in range(repeat)]
         cached = [cli(settings.index_dir) for _ in range(repeat)]
         measured = {}

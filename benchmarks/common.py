@@ -135,6 +135,14 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's child processes that have ended so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """Peak resident memory (VmHWM) of a running process, from /proc; None if unknown."""
     try:

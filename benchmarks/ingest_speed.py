@@ -36,7 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    RESULTS_DIR, ag_news, command_line, loadavg, machine_info, markdown_file, prepare_env, scifact_corpus, update_results,
+    RESULTS_DIR, ag_news, children_cpu, command_line, loadavg, machine_info, markdown_file, prepare_env, scifact_corpus,
+    update_results,
 )
 from ingest.embed import BACKENDS, DEFAULT_BACKEND  # noqa: E402  (common puts the project on sys.path)
 
@@ -83,13 +84,6 @@ class _TimedEmbedder:
         return self.inner.embed_query(text)
 
 
-def _children_cpu() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run(limit: int | None, backend: str, batch_size: int | None) -> dict:
     from ingest.embed import SentenceTransformerEmbedder, model_path
     from ingest.pipeline import Ingestor
@@ -107,14 +101,14 @@ def run(limit: int | None, backend: str, batch_size: int | None) -> dict:
         embedder = _TimedEmbedder(SentenceTransformerEmbedder(settings.embed_batch_size, backend))
         ingestor = Ingestor(settings, embedder=embedder, progress=True)
         result["load_before"] = loadavg()
-        started, cpu_started, children_started = time.perf_counter(), time.process_time(), _children_cpu()
+        started, cpu_started, children_started = time.perf_counter(), time.process_time(), children_cpu()
         report = ingestor.run([tmp / "docs"])
         pipeline_s = time.perf_counter() - started
         pipeline_cpu = time.process_time() - cpu_started
         reader = getattr(ingestor, "reader", None)  # files are read in a child process: count its CPU too
         if hasattr(reader, "close"):
             reader.close()
-        reader_cpu = _children_cpu() - children_started
+        reader_cpu = children_cpu() - children_started
         pipeline_cpu += reader_cpu
         result["load_after_pipeline"] = loadavg()
         if report.failed:
