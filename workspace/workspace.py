@@ -108,9 +108,10 @@ class Workspace:
             undated=len(docs) - len(dates), examples=example_questions(records, self.text, examples),
         )
 
-    def filter_choices(self) -> dict[str, list]:
-        """Values the Settings filters can take: sources and (title, doc_id) pairs."""
-        docs = self.summaries()
+    def filter_choices(self, docs: Sequence[DocSummary] | None = None) -> dict[str, list]:
+        """Values the Settings filters can take: sources and (title, doc_id) pairs (``docs``: the
+        documents' summaries when the caller has them, e.g. ``Overview.documents``)."""
+        docs = self.summaries() if docs is None else docs
         return {
             "sources": sorted({d.source for d in docs if d.source}, key=str.lower),
             "documents": [(d.title if len(d.title) <= FILTER_TITLE_CHARS else d.title[:FILTER_TITLE_CHARS - 3] + "…",

@@ -168,7 +168,7 @@ class WorkspaceUI:
         a brief this page shows is rebuilt (the brief's timer shows it)."""
         c = self.c
         overview = self.ws.overview()
-        choices = self.ws.filter_choices()
+        choices = self.ws.filter_choices(overview.documents)  # the summaries the overview just built
         brief = {}
         if session.brief is not None and self.ws.brief_status().state == BUILDING:
             brief = {c.brief_timer: gr.Timer(active=True)}
