@@ -91,9 +91,6 @@ class WriteQueue:
         with self._lock:
             return self._order.index(job) if job in self._order else 0
 
-    def busy(self, owner: str) -> bool:
-        return any(j.state != DONE for j in self.jobs(owner))
-
     def forget(self, owner: str) -> None:
         """A session ended: drop its finished jobs (waiting ones still run)."""
         with self._lock:
