@@ -123,7 +123,9 @@ def main() -> int:
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of: {', '.join(SETS)}")
     parser.add_argument("--no-baseline", action="store_true", help="skip the tutorial-recipe baseline")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from common import prepare_env
+
+    prepare_env()  # the project's process defaults (offline, no telemetry), as every benchmark
     from ingest.embed import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()

@@ -29,7 +29,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -47,7 +46,7 @@ DEPTH = 100  # documents scored per query (recall@100)
 CHUNK_DEPTH = 400  # chunks fetched per retriever; ~3 chunks per abstract, so > 100 documents
 
 sys.path.insert(0, str(ROOT))
-from common import machine  # noqa: E402  (benchmarks/ is the script's folder)
+from common import machine, prepare_env  # noqa: E402  (benchmarks/ is the script's folder)
 
 PUBLISHED = [  # ../shared/bench/README.md
     ("BM25 (BEIR paper)", 0.665, None),
@@ -271,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no ingest progress bar")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prepare_env()  # the project's process defaults (offline, no telemetry), as every benchmark
     corpus = load_corpus()
     qrels = load_qrels()
     all_queries = load_queries()

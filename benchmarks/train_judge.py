@@ -210,7 +210,9 @@ def main() -> int:
                         help="reuse the features collected by the last run (benchmarks/.cache/judge-data.pkl)")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the policy's)")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from common import prepare_env
+
+    prepare_env()  # the project's process defaults (offline, no telemetry), as every benchmark
     from chatbot.judge import FEATURES, MODEL_FILE
     from chatbot.answerer import SupportPolicy
     from ingest.embed import SentenceTransformerEmbedder
