@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from chatbot.retrieve import TOP_K_MAX
 from chatbot.service import AskOptions, QAService
-from chatbot.types import Answer, Citation, Filters, QAError
+from chatbot.types import ANSWER_MODES, Answer, Citation, Filters, QAError
 from ingest.store import DocRecord
 from ingest.records import published_day
 from workspace.brief import BriefStatus, Briefs, brief_citations, parse_key
@@ -164,7 +164,7 @@ class Workspace:
                 date_to: str | None = None) -> AskOptions:
         """Settings-panel values -> ``AskOptions``; a bad value is a ``QAError`` naming the field."""
         mode = mode or "extractive"
-        if mode not in ("extractive", "llm"):
+        if mode not in ANSWER_MODES:
             raise QAError(f"Answer mode must be 'extractive' or 'llm' (got {mode!r}).")
         k = None
         if top_k not in (None, ""):
