@@ -8,13 +8,18 @@ because the answer path does not otherwise parse:
    cited sentences holding quantities of the same kind (a year is no count) and sharing two words
    (``rough_terms``); most answers have none, and then nothing else runs (about a millisecond).
    This step only skips work: it cannot drop a conflict (irregular plurals aside: "men" / "man").
-2. Otherwise the paragraphs holding those quotes are parsed: from the brief's parse cache when the
-   brief has been built (no spaCy process at all), else by a spaCy process the finder keeps for its
-   lifetime (``nlp.Server``: about 2 s to start, once; then a few paragraphs take milliseconds),
-   remembered per paragraph.
+2. Otherwise those quotes are parsed: from the brief's parse cache when the brief has been built
+   (no spaCy process at all), else by a spaCy process the finder keeps for its lifetime
+   (``nlp.Server``: about 2 s to start, once), remembered per quote. Only the quotes, not their
+   paragraphs: spaCy reads ~17 characters a millisecond on one core here, and the paragraphs of
+   an answer's quotes made this check the slowest part of an answer (p95 ~180 ms at 100k chunks,
+   benchmarks/RESULTS.md). A figure's measure, subject and attribution are read within its
+   sentence, so a quote parsed alone gives what its paragraph's parse gives, but for rare
+   differences at its edges.
 
-"He claims" names the person named last before it in the same paragraph, whichever parse is used,
-so the result does not depend on whether the brief was built.
+"He claims" names the person named last before it in the same paragraph, whichever parse is used
+(the paragraph is parsed whole when the name may lie before the quote), so the claimant does not
+depend on whether the brief was built.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from chatbot.types import Citation, FigureVersion, SourceConflict
 
 log = logging.getLogger(__name__)
 
-PARAGRAPHS_REMEMBERED = 2000  # parsed paragraphs kept in memory (a few kB each)
+TEXTS_REMEMBERED = 2000  # parsed quotes and paragraphs kept in memory (a few kB each)
 
 
 def worth_parsing(citations: Sequence[Citation]) -> list[Citation]:
@@ -63,7 +68,7 @@ class ConflictFinder:
         self._make_server = server
         self._server = None
         self._lock = threading.Lock()
-        self._paragraphs: OrderedDict[str, nlp.Parsed] = OrderedDict()
+        self._parsed: OrderedDict[str, nlp.Parsed] = OrderedDict()
         self._finalizer: weakref.finalize | None = None
 
     def find(self, citations: Sequence[Citation]) -> list[SourceConflict]:
@@ -73,38 +78,47 @@ class ConflictFinder:
         texts = {doc_id: self.doc_text(doc_id) for doc_id in dict.fromkeys(c.doc_id for c in cited)}
         cited = [c for c in cited if texts[c.doc_id] is not None and texts[c.doc_id][c.start:c.end] == c.quote]
         try:
-            parsed = self._parses({d: t for d, t in texts.items() if t is not None}, cited)
+            parsed, covered = self._parses({d: t for d, t in texts.items() if t is not None}, cited)
+            return find_conflicts(cited, parsed, covered, self._paragraph)
         except nlp.NLPError as exc:  # the answer stands without its conflict check
             log.warning("Conflicts among the cited sentences were not checked: %s", exc)
             return []
-        return find_conflicts(cited, parsed)
 
-    def _parses(self, texts: dict[str, str], cited: Sequence[Citation]) -> dict[str, nlp.Parsed]:
-        """A parse per cited document covering (at least) the paragraphs of the cited quotes."""
+    def _parses(self, texts: dict[str, str], cited: Sequence[Citation]
+                ) -> tuple[dict[str, nlp.Parsed], dict[str, list[tuple[int, int]]]]:
+        """A parse per cited document covering (at least) the cited quotes, and the spans each parse
+        covers (absent: the whole document, from the brief's cache)."""
         out: dict[str, nlp.Parsed] = {}
         cache = self.parse_cache() if self.parse_cache else None
-        wanted: dict[str, list[tuple[int, int]]] = {}
+        covered: dict[str, list[tuple[int, int]]] = {}
         for doc_id, text in texts.items():
             hit = cache.get(_Doc(doc_id, text)) if cache is not None else None
             if hit is not None:
                 out[doc_id] = hit[0]
-                continue
-            spans = [c for c in cited if c.doc_id == doc_id]
-            wanted[doc_id] = [(a, b) for a, b in nlp.paragraphs(text) if any(a < c.end and c.start < b for c in spans)]
+            else:
+                covered[doc_id] = _merged(sorted((c.start, c.end) for c in cited if c.doc_id == doc_id))
+        spans = [texts[d][a:b] for d, parts in covered.items() for a, b in parts]
+        by_text = dict(zip(spans, self._parse_texts(spans)))
+        for doc_id, parts in covered.items():
+            out[doc_id] = nlp.stitch(texts[doc_id], [(a, by_text[texts[doc_id][a:b]]) for a, b in parts])
+        return out, covered
+
+    def _paragraph(self, text: str) -> nlp.Parsed:
+        """A whole paragraph's parse (for "he claims" when the person is named before the quote)."""
+        return self._parse_texts([text])[0]
+
+    def _parse_texts(self, texts: list[str]) -> list[nlp.Parsed]:
+        """Parses of ``texts`` by the spaCy process, remembered by text."""
         with self._lock:
-            todo = list(dict.fromkeys(texts[d][a:b] for d, paras in wanted.items() for a, b in paras
-                                      if texts[d][a:b] not in self._paragraphs))
+            todo = [t for t in dict.fromkeys(texts) if t not in self._parsed]
             if todo:
                 for text, p in zip(todo, self._server_parse(todo)):
-                    self._paragraphs[text] = p
-            for doc_id, paras in wanted.items():
-                parts = []
-                for a, b in paras:
-                    self._paragraphs.move_to_end(texts[doc_id][a:b])
-                    parts.append((a, self._paragraphs[texts[doc_id][a:b]]))
-                out[doc_id] = nlp.stitch(texts[doc_id], parts)
-            while len(self._paragraphs) > PARAGRAPHS_REMEMBERED:
-                self._paragraphs.popitem(last=False)
+                    self._parsed[text] = p
+            for text in texts:
+                self._parsed.move_to_end(text)
+            out = [self._parsed[t] for t in texts]
+            while len(self._parsed) > TEXTS_REMEMBERED:
+                self._parsed.popitem(last=False)
         return out
 
     def warm_up(self, wait: bool = False) -> None:
@@ -147,12 +161,17 @@ class _Doc:
         self.doc_id, self.text = doc_id, text
 
 
-def find_conflicts(citations: Sequence[Citation], parsed: dict[str, nlp.Parsed]) -> list[SourceConflict]:
+def find_conflicts(citations: Sequence[Citation], parsed: dict[str, nlp.Parsed],
+                   covered: dict[str, list[tuple[int, int]]] | None = None,
+                   paragraph: Callable[[str], nlp.Parsed] | None = None) -> list[SourceConflict]:
     """The figures the cited spans give differently; ``parsed``: a parse of each cited document that
-    covers the paragraphs of its quotes. Each version names the citation that quotes it."""
+    covers its quotes (``covered[doc_id]``: the spans it covers, when not the whole document;
+    ``paragraph(text)`` then parses a paragraph whose start the parse lacks, for "he claims").
+    Each version names the citation that quotes it."""
+    covered = covered or {}
     ids = list(dict.fromkeys(c.doc_id for c in citations if c.doc_id in parsed))
     index = {doc_id: d for d, doc_id in enumerate(ids)}
-    resolvers = [_named_before(parsed[doc_id]) for doc_id in ids]
+    resolvers = [_named_before(parsed[doc_id], covered.get(doc_id), paragraph) for doc_id in ids]
     figures: dict[tuple[int, int], Figure] = {}
     cited_by: dict[tuple[int, int], int] = {}
     for c in citations:
@@ -168,12 +187,32 @@ def find_conflicts(citations: Sequence[Citation], parsed: dict[str, nlp.Parsed])
             for c in conflicts(list(figures.values()))]
 
 
-def _named_before(p: nlp.Parsed) -> Callable[[int], str | None]:
-    """``offset`` -> the person named last before it in its paragraph."""
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted spans with overlapping ones joined (quotes of overlapping chunks)."""
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        if out and a < out[-1][1]:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _named_before(p: nlp.Parsed, covered: list[tuple[int, int]] | None = None,
+                  paragraph: Callable[[str], nlp.Parsed] | None = None) -> Callable[[int], str | None]:
+    """``offset`` -> the person named last before it in its paragraph. When ``p`` covers only
+    ``covered`` and not the paragraph from its start to ``offset``, the paragraph is parsed whole
+    (``paragraph``): the same person the brief's parse of the paragraph names."""
     paragraphs = nlp.paragraphs(p.text)
 
     def before(offset: int) -> str | None:
-        start = max((a for a, _ in paragraphs if a <= offset), default=0)
+        start, end = max(((a, b) for a, b in paragraphs if a <= offset), default=(0, len(p.text)))
+        if covered is not None and not any(a <= start and offset <= b for a, b in covered):
+            if paragraph is None:
+                return None
+            whole = paragraph(p.text[start:end])
+            names = [(a, b) for a, b, label in whole.ents if label == "PERSON" and start + whole.starts[a] < offset]
+            return whole.span_text(*names[-1]) if names else None
         names = [(a, b) for a, b, label in p.ents if label == "PERSON" and start <= p.starts[a] < offset]
         return p.span_text(*names[-1]) if names else None
 

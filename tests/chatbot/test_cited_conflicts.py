@@ -109,6 +109,30 @@ class TestRealParse:
         assert c.to_json()["scope"] == "across documents" and c.to_json()["text"] == c.text()
 
 
+    def test_only_the_quotes_are_parsed_and_a_claimant_named_before_them_is_found(self, finder):
+        """Quotes, not their paragraphs, go to spaCy (an answer's paragraphs made this check slow);
+        "he claims" still names the person of the paragraph's earlier sentence, which is parsed
+        only then."""
+        finder.texts.update(rahmon=f"{RAHMON_BEFORE} {RAHMON_CLAIM}\n\nThe meeting ended.", quarter=QUARTER)
+        sent: list[list[str]] = []
+        parse = finder._server_parse
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(finder, "_server_parse", lambda texts: sent.append(texts) or parse(texts))
+            cited = [cite(1, "rahmon", finder.texts["rahmon"], RAHMON_CLAIM),
+                     cite(2, "quarter", QUARTER, QUARTER)]
+            [c] = finder.find(cited)
+            assert sent == [[RAHMON_CLAIM, QUARTER], [f"{RAHMON_BEFORE} {RAHMON_CLAIM}"]]
+            claim = {v.text: (v.claim_verb, v.claimant) for v in c.versions}
+            assert claim == {"46 per cent": ("claims", "Emomali Rahmon"), "roughly a quarter": (None, None)}
+            sent.clear()
+            assert finder.find(cited) == [c] and sent == []  # remembered
+
+
+RAHMON_BEFORE = "Emomali Rahmon spoke in Dushanbe on Monday."
+RAHMON_CLAIM = "He claims that ethnic Tajiks make up 46 per cent of Afghanistan's population."
+QUARTER = "Ethnic Tajiks make up roughly a quarter of Afghanistan's population."
+
+
 # ------------------------------------------------------------------------ the corpus article
 TAJIKS = "What proportion of Afghans are ethnic Tajiks?"
 
