@@ -32,13 +32,10 @@ import math
 import platform
 import sys
 import time
-from collections import defaultdict
 from dataclasses import asdict, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-DATA = SHARED / "bench" / "scifact"
 CACHE = ROOT / "benchmarks" / ".cache"
 DEFAULT_INDEX = CACHE / "scifact-index"
 RESULTS = ROOT / "benchmarks" / "results" / "scifact.json"
@@ -46,7 +43,7 @@ DEPTH = 100  # documents scored per query (recall@100)
 CHUNK_DEPTH = 400  # chunks fetched per retriever; ~3 chunks per abstract, so > 100 documents
 
 sys.path.insert(0, str(ROOT))
-from common import machine, prepare_env  # noqa: E402  (benchmarks/ is the script's folder)
+from common import machine, prepare_env, scifact_corpus, scifact_qrels, scifact_queries  # noqa: E402  (benchmarks/ is the script's folder)
 
 PUBLISHED = [  # ../shared/bench/README.md
     ("BM25 (BEIR paper)", 0.665, None),
@@ -58,28 +55,6 @@ PUBLISHED = [  # ../shared/bench/README.md
 
 
 # ----------------------------------------------------------------------------- data
-def load_corpus() -> list[dict]:
-    with open(DATA / "corpus.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def load_queries() -> dict[str, str]:
-    with open(DATA / "queries.jsonl", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return {str(r["_id"]): r["text"] for r in rows}
-
-
-def load_qrels() -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with open(DATA / "qrels" / "test.tsv", encoding="utf-8") as fh:
-        next(fh)  # header
-        for line in fh:
-            if line.strip():
-                q, d, s = line.rstrip("\n").split("\t")
-                qrels[q][d] = int(s)
-    return dict(qrels)
-
-
 def split_of(query_id: str) -> str:
     """A fixed half of the test queries: 'a' or 'b' (md5 of the id, so stable across runs)."""
     return "a" if hashlib.md5(query_id.encode()).digest()[0] % 2 == 0 else "b"
@@ -271,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     prepare_env()  # the project's process defaults (offline, no telemetry), as every benchmark
-    corpus = load_corpus()
-    qrels = load_qrels()
-    all_queries = load_queries()
+    corpus = scifact_corpus()
+    qrels = scifact_qrels()
+    all_queries = scifact_queries()
     queries = {q: all_queries[q] for q in sorted(qrels, key=int)}
     if args.split:
         queries = {q: t for q, t in queries.items() if split_of(q) == args.split}
