@@ -82,7 +82,7 @@ class Lines(HTMLParser):
 
 
 def test_brief_view_escapes_everything_and_every_line_has_its_citations():
-    html = render_brief.render_brief(BriefStatus(READY, hostile_brief(), True), {"brief.md": "qa/exports/x/a.md"})
+    html = render_brief.render_brief(hostile_brief(), {"brief.md": "qa/exports/x/a.md"})
     assert_inert(html)
     assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;" in html
     parser = Lines()
@@ -96,11 +96,12 @@ def test_brief_view_escapes_everything_and_every_line_has_its_citations():
 
 
 def test_building_and_failed_states_are_shown():
-    building = render_brief.render_brief(BriefStatus(BUILDING, None, False, "parsing 3 documents…", 4.2))
+    building = render_brief.render_brief_status(BriefStatus(BUILDING, None, False, "parsing 3 documents…", 4.2))
     assert "Building the brief: parsing 3 documents… · 4 s" in building and "qa-spinner" in building
-    rebuilding = render_brief.render_brief(BriefStatus(BUILDING, hostile_brief(), False, "", 1))
-    assert "documents changed: rebuilding" in rebuilding and "qa-brief-matrix" in rebuilding
-    failed = render_brief.render_brief(BriefStatus(FAILED, None, False, "The index has no documents <b>."))
+    rebuilding = render_brief.render_brief_status(BriefStatus(BUILDING, hostile_brief(), False, "", 1))
+    assert "documents changed: rebuilding" in rebuilding and "Shown below until it is ready" in rebuilding
+    assert render_brief.render_brief_status(BriefStatus(READY, hostile_brief(), True)) == ""
+    failed = render_brief.render_brief_status(BriefStatus(FAILED, None, False, "The index has no documents <b>."))
     assert "could not be built: The index has no documents &lt;b&gt;." in failed
 
 
@@ -179,11 +180,15 @@ def test_brief_tab_builds_in_the_background_and_its_citations_open_exact_quotes(
     request = SimpleNamespace(cookies={COOKIE: sid})
     session = Session()
     view = ui.open_brief(session, request)  # returns at once: the build runs on its own thread
-    assert "Building the brief" in view[ui.c.brief] and view[ui.c.brief_timer].active
+    assert "Building the brief" in view[ui.c.brief_status] and view[ui.c.brief_timer].active
+    assert "qa-brief-line" not in view[ui.c.brief]
     assert ui.ws.briefs.wait(300).state == READY
     view = ui.poll_brief(session, request)
     html = view[ui.c.brief]
-    assert not view[ui.c.brief_timer].active and session.brief is not None
+    assert not view[ui.c.brief_timer].active and session.brief is not None and view[ui.c.brief_status] == ""
+    again = ui.poll_brief(session, request)  # the same brief: the banner only, the page keeps its brief
+    assert ui.c.brief not in again and again[ui.c.brief_status] == ""
+    assert ui.open_brief(session, request)[ui.c.brief] == html  # opening the tab sends it whole
     assert "Oriel Fenwick" in html and "qa-brief-timeline" in html
 
     parser = Lines()
@@ -240,7 +245,7 @@ def test_a_failed_build_is_one_sentence_and_opening_the_tab_tries_again(ui, monk
     ui.open_brief(session, request)
     ui.ws.briefs.wait(10)
     view = ui.poll_brief(session, request)
-    assert "could not be built: The index has no documents &lt;b&gt;now&lt;/b&gt;." in view[ui.c.brief]
+    assert "could not be built: The index has no documents &lt;b&gt;now&lt;/b&gt;." in view[ui.c.brief_status]
     assert not view[ui.c.brief_timer].active and len(calls) == 1  # the timer stops; polling does not retry
     ui.open_brief(session, request)
     ui.ws.briefs.wait(10)

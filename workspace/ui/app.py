@@ -132,7 +132,7 @@ class WorkspaceUI:
                             [c.delete_result, c.confirm_row, c.timer, c.session, *refreshed], **private)
         c.timer.tick(self.poll_jobs, [c.session], [c.upload_result, c.delete_result, c.timer, *refreshed],
                      queue=False, show_progress="hidden", **private)
-        brief_outputs = [c.brief, c.brief_quotes, c.brief_source, c.brief_timer, c.session]
+        brief_outputs = [c.brief_status, c.brief, c.brief_quotes, c.brief_source, c.brief_timer, c.session]
         c.brief_tab.select(self.open_brief, [c.session], brief_outputs, queue=False, **private)
         c.brief_timer.tick(self.poll_brief, [c.session], brief_outputs, queue=False, show_progress="hidden", **private)
         for panel in (c.brief, c.brief_quotes):
@@ -274,22 +274,27 @@ class WorkspaceUI:
     def open_brief(self, session: Session | None, request: gr.Request) -> dict:
         """The Brief tab: the index's brief, or its build started in the background (the timer
         polls it); a brief that failed for this index state is tried again."""
-        return self._brief_view(self._session(session, request), self.ws.brief_status(retry=True))
+        return self._brief_view(self._session(session, request), self.ws.brief_status(retry=True), whole=True)
 
     def poll_brief(self, session: Session | None, request: gr.Request) -> dict:
         return self._brief_view(self._session(session, request), self.ws.brief_status())
 
-    def _brief_view(self, session: Session, status: BriefStatus) -> dict:
-        """The brief view for ``status``. When it shows another brief than before, the page's
-        clicks resolve against the new one, its downloads are written, the quote panels emptied."""
+    def _brief_view(self, session: Session, status: BriefStatus, whole: bool = False) -> dict:
+        """The brief view for ``status``: its banner, and the brief itself when it is another than
+        the page shows (or ``whole``): then the page's clicks resolve against the new one, its
+        downloads are written, the quote panels emptied. The timer's polls during a build send
+        the banner only."""
         c = self.c
-        view = {c.brief_timer: gr.Timer(active=status.state == BUILDING), c.session: session}
+        view = {c.brief_timer: gr.Timer(active=status.state == BUILDING), c.session: session,
+                c.brief_status: render_brief.render_brief_status(status)}
         if status.brief is not None and status.brief is not session.brief:
             session.brief = status.brief
             session.brief_links = self._brief_exports(session)
             view.update({c.brief_quotes: render_brief.render_brief_quotes(None, self.ws.context),
                          c.brief_source: render.render_source(None)})
-        view[c.brief] = render_brief.render_brief(status, session.brief_links)
+            whole = True
+        if whole:
+            view[c.brief] = render_brief.render_brief(session.brief, session.brief_links)
         return view
 
     def _brief_exports(self, session: Session) -> dict[str, str]:

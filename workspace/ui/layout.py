@@ -88,6 +88,7 @@ class Components:
     brief_quotes: Any = None
     brief_source: Any = None
     brief_timer: Any = None
+    brief_status: Any = None
     ask_btn: Any = None
     new_btn: Any = None
     more_btn: Any = None
@@ -141,8 +142,9 @@ def brief_tab(c: Components, ws: Workspace) -> None:
     """The index's onboarding brief beside a quote panel and a source viewer of its own."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=6, min_width=420):
-            c.brief = gr.HTML(render_brief.render_brief(BriefStatus(IDLE, None, False)), elem_id="qa-brief",
-                              js_on_load=CLICK_JS)
+            c.brief_status = gr.HTML(render_brief.render_brief_status(BriefStatus(IDLE, None, False)),
+                                     elem_id="qa-brief-status")
+            c.brief = gr.HTML(render_brief.render_brief(None), elem_id="qa-brief", js_on_load=CLICK_JS)
         with gr.Column(scale=5, min_width=360, elem_id="qa-brief-side"):  # stays in view (ui.css)
             c.brief_quotes = gr.HTML(render_brief.render_brief_quotes(None, ws.context), elem_id="qa-brief-quotes",
                                      js_on_load=CLICK_JS)

@@ -21,18 +21,17 @@ MAX_FIGURES = 200
 KINDS = (("state", "States"), ("organisation", "Organisations"), ("person", "People"))
 
 
-def render_brief(status: BriefStatus, links: Mapping[str, str] | None = None) -> str:
-    """The view for ``status``: a building / failed banner, then the brief (the previous one while
-    a new index state's brief is built)."""
-    banner = _banner(status)
-    brief = status.brief
+def render_brief(brief: Mapping[str, Any] | None, links: Mapping[str, str] | None = None) -> str:
+    """The brief (the previous one while a new index state's brief is built); empty without one."""
     if brief is None:
-        return f'<div class="qa-brief">{banner}</div>'
-    return (f'<div class="qa-brief">{banner}{_head(brief, links or {})}{_actors(brief)}{_matrix(brief)}'
+        return '<div class="qa-brief"></div>'
+    return (f'<div class="qa-brief">{_head(brief, links or {})}{_actors(brief)}{_matrix(brief)}'
             f'{_timeline(brief)}{_conflicts(brief)}{_figures(brief)}</div>')
 
 
-def _banner(status: BriefStatus) -> str:
+def render_brief_status(status: BriefStatus) -> str:
+    """The building / failed banner above the brief (empty once it is ready). The timer updates it
+    every second during a build; the brief below is sent only when it changes."""
     if status.state == IDLE:  # the tab's content before its select event has asked for the brief
         return '<div class="qa-brief-status qa-job-pending"><span class="qa-spinner"></span>Opening the brief…</div>'
     if status.state == BUILDING:
