@@ -5,10 +5,10 @@
 For each QA set of benchmarks/qa_eval.py (same cached indexes), one QAService answers every
 question; per question it records ``timings_ms["conflicts"]`` (the whole check: the parse-free
 pre-filter, and for the answers that pass it the documents' texts, spaCy's parse of the cited
-paragraphs and the comparison) against ``timings_ms["total"]``. The spaCy child process starts
+quotes and the comparison) against ``timings_ms["total"]``. The spaCy child process starts
 on the first answer that needs it; its start is measured separately (``server_start_ms``: start
 plus a one-sentence parse) and the figures for parsed answers leave that first answer out.
-No brief is built, so the paragraphs are parsed by the finder's own process (the brief's parse
+No brief is built, so the quotes are parsed by the finder's own process (the brief's parse
 cache would make them free).
 Results: benchmarks/results/answer_conflicts.json (latest run per set list, with the load average).
 """
