@@ -3,9 +3,9 @@
 Where a sentence's vector comes from:
 - stored with its chunk at ingest (chunk metadata ``svec``, see ``ingest.store``): free at query time;
 - otherwise (an index built before sentence vectors were stored) it is computed for the
-  candidate when first needed and kept in an LRU cache keyed by the sentence text. On 2 CPU
-  cores that costs 2-3 ms per sentence with the int8 backend (25-30 candidates per question),
-  so it is the fallback, not the plan (benchmarks/RESULTS.md, "Answer, partial or refuse").
+  candidate when first needed and kept in an LRU cache keyed by the sentence text. On the 2-core
+  test machine that costs 7-15 ms per sentence with the int8 backend (16-40 tokens; 25-30
+  candidates per question), so it is the fallback, not the plan (benchmarks/RESULTS.md, "Answer, partial or refuse").
 """
 from __future__ import annotations
 
@@ -85,8 +85,8 @@ class TokenAligner:
     content token takes its best cosine to any sentence token; the score is the mean of the two
     lowest (the question's worst-matched words). A swapped entity or an added detail the
     sentence lacks leaves a question word with no good match; a paraphrase still finds one.
-    Costs one model run per text (2-3 ms on 2 cores), so it is computed for the top few
-    sentences only, with an LRU cache.
+    Costs one model run per text (7-15 ms on the 2-core test machine), so it is computed for the
+    top few sentences only, with an LRU cache.
     """
 
     def __init__(self, embedder, cache_size: int = 500) -> None:
