@@ -5,7 +5,8 @@ Where a sentence's vector comes from:
 - otherwise (an index built before sentence vectors were stored) it is computed for the
   candidate when first needed and kept in an LRU cache keyed by the sentence text. On the 2-core
   test machine that costs 7-15 ms per sentence with the int8 backend (16-40 tokens; 25-30
-  candidates per question), so it is the fallback, not the plan (benchmarks/RESULTS.md, "Answer, partial or refuse").
+  candidates per question), so it is the fallback, not the plan (benchmarks/RESULTS.md,
+  "Answer, partial or refuse").
 """
 from __future__ import annotations
 
