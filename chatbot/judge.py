@@ -83,9 +83,9 @@ FEATURES = (
     "margin",  # ranking score of the best sentence minus the runner-up's
     "alignment",  # how well the question's worst-matched words are matched, in context (relevance.TokenAligner)
     "alignment_mean",  # how well all its content words are matched, on average (a soft coverage)
-    "type_gap_top",  # no sentence of the top ALIGN_TOP supplies the asked-for kind
+    "type_gap_top",  # no sentence of the top SUPPLY_TOP supplies the asked-for kind
 )
-ALIGN_TOP = 2  # alignment: the best over the top sentences
+SUPPLY_TOP = 2  # type_gap_top: the top sentences, any of which may supply the asked-for kind
 # Kinds of answer whose absence a sentence shows reliably (a figure, a date). A question asking for
 # one that none of the top sentences supplies is not answered: the sources cover the topic, not
 # the detail asked ("partial"). Names are not in this list: answers to "who" and "where" are
@@ -224,7 +224,7 @@ def features(question: str, profile, ranked: Sequence, window_text: str, index,
     """The judge's inputs for the best candidate ``ranked[0]`` (``ranked``: scored, best first).
     ``window_text``: the best sentence with its neighbours and document title; ``index``: the
     ``ingest.lexical.LexicalIndex`` (IDF, vocabulary); ``alignment``:
-    ``TokenAligner.alignment`` of the question, best over the top ``ALIGN_TOP`` sentences."""
+    ``TokenAligner.alignment`` of the question and the best sentence."""
     best = ranked[0]
     terms = profile.terms
     total = sum(terms.values()) or 1.0
@@ -257,7 +257,7 @@ def features(question: str, profile, ranked: Sequence, window_text: str, index,
         "alignment": alignment[0],
         "alignment_mean": alignment[1],
         "type_gap_top": float(kind in DETAIL_KINDS
-                              and not any(supplies(kind, c.text, question) for c in ranked[:ALIGN_TOP])),
+                              and not any(supplies(kind, c.text, question) for c in ranked[:SUPPLY_TOP])),
     }
 
 

@@ -87,7 +87,7 @@ class TokenAligner:
     lowest (the question's worst-matched words). A swapped entity or an added detail the
     sentence lacks leaves a question word with no good match; a paraphrase still finds one.
     Costs one model run per text (7-15 ms on the 2-core test machine), so it is computed for the
-    top few sentences only, with an LRU cache.
+    best sentence only, with an LRU cache.
     """
 
     def __init__(self, embedder, cache_size: int = 500) -> None:
