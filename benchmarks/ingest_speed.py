@@ -39,7 +39,8 @@ from common import (  # noqa: E402
     RESULTS_DIR, ag_news, children_cpu, command_line, loadavg, machine_info, markdown_file, prepare_env, scifact_corpus,
     update_results,
 )
-from ingest.embed import BACKENDS, DEFAULT_BACKEND  # noqa: E402  (common puts the project on sys.path)
+from ingest.embed import BACKENDS, DEFAULT_BACKEND  # noqa: E402
+from ingest.settings import CHUNK_RUN  # noqa: E402  (common puts the project on sys.path)
 
 
 
@@ -69,16 +70,22 @@ class _TimedEmbedder:
         self.seconds = 0.0
         self.load_seconds = 0.0
 
-    def embed_documents(self, texts):
+    def _timed(self, method, texts):
         if not getattr(self.inner, "loaded", True):
             t = time.perf_counter()
             self.inner.warm_up()
             self.load_seconds += time.perf_counter() - t
         t = time.perf_counter()
         try:
-            return self.inner.embed_documents(texts)
+            return method(texts)
         finally:
             self.seconds += time.perf_counter() - t
+
+    def embed_documents(self, texts):
+        return self._timed(self.inner.embed_documents, texts)
+
+    def embed_pooled(self, texts):  # sentence vectors + pooling weights (QA_CHUNK_VECTORS=sentence-mean)
+        return self._timed(self.inner.embed_pooled, texts)
 
     def embed_query(self, text):
         return self.inner.embed_query(text)
@@ -95,7 +102,9 @@ def run(limit: int | None, backend: str, batch_size: int | None) -> dict:
         t = time.perf_counter()
         result["files"] = write_corpus(tmp / "docs", limit)
         print(f"wrote {result['files']} files in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        settings = Settings(index_dir=tmp / "index")
+        # QA_CHUNK_VECTORS chooses how chunk vectors are made, as for ingest
+        settings = Settings(index_dir=tmp / "index", chunk_vectors=Settings.from_env().chunk_vectors)
+        result["chunk_vectors"] = settings.chunk_vectors
         if batch_size:
             settings = settings.with_(embed_batch_size=batch_size)
         embedder = _TimedEmbedder(SentenceTransformerEmbedder(settings.embed_batch_size, backend))
@@ -182,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.limit, args.backend, args.batch_size)
     record = {**result, "machine": machine_info(), "command": command_line()}
     key = f"{args.backend}-{'full' if args.limit is None else f'limit{args.limit}'}"
+    if record.get("chunk_vectors", CHUNK_RUN) != CHUNK_RUN:
+        key += f"-{record['chunk_vectors']}"
     update_results(args.out, key, record)
     if not args.json:
         print(

@@ -9,7 +9,8 @@ together with the 24 XQuAD articles (distractors), as issue 10 asks. The baselin
 recipe on the same corpus: RecursiveCharacterTextSplitter(1000, 200), the same MiniLM model,
 Chroma similarity_search k=4, the best sentence of those chunks (by cosine) as the answer, the
 four whole chunks as the quotes, never refusing.
-Last stdout line: one JSON object with every figure; also written to benchmarks/results/qa_eval.json.
+Last stdout line: one JSON object with every figure; also written to benchmarks/results/qa_eval.json
+(with ``QA_CHUNK_VECTORS=sentence-mean``, indexes with that recipe and qa_eval-sentence-mean.json).
 """
 from __future__ import annotations
 
@@ -48,12 +49,13 @@ KEYS = ("evidence", "answer_terms", "supported_correct", "answered_answerable", 
 def index_for(name: str, embedder):
     """Settings of the cached index of set ``name`` (built through the project's ingest when missing
     or when its corpus changed; an unchanged corpus costs a scan)."""
-    from ingest.pipeline import Ingestor
+    from common import ingest_cached
     from ingest.settings import Settings
 
     key, folders, _ = SETS[name]
-    settings = Settings(index_dir=CACHE / f"qa-{key}-{embedder.backend}")
-    Ingestor(settings, embedder=embedder, progress=False).run(list(folders))
+    # QA_CHUNK_VECTORS chooses how chunk vectors are made, as for ingest
+    settings = Settings(index_dir=CACHE / f"qa-{key}-{embedder.backend}", chunk_vectors=Settings.from_env().chunk_vectors)
+    ingest_cached(settings, folders, embedder)
     return settings
 
 
@@ -145,13 +147,16 @@ def main() -> int:
         if not args.json:
             for system, row in figures[name].items():
                 print(f"{name:7s} {system:16s} " + "  ".join(f"{k}={row[k]:.3f}" for k in KEYS if row.get(k) is not None))
-    out = ROOT / "benchmarks" / "results" / "qa_eval.json"
+    from ingest.settings import CHUNK_RUN, Settings
+
+    recipe = Settings.from_env().chunk_vectors  # QA_CHUNK_VECTORS: figures of that recipe, in their own file
+    out = ROOT / "benchmarks" / "results" / ("qa_eval.json" if recipe == CHUNK_RUN else f"qa_eval-{recipe}.json")
     if args.no_baseline and out.exists():  # keep the recipe's last figures (it does not change)
         previous = json.loads(out.read_text()).get("figures", {})
         for name, rows in figures.items():
             if "tutorial_recipe" in previous.get(name, {}):
                 rows["tutorial_recipe"] = previous[name]["tutorial_recipe"]
-    record = {"figures": figures, "embedding_model": embedder.model_id, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
+    record = {"figures": figures, "embedding_model": embedder.model_id, "chunk_vectors": recipe, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
               "nproc": os.cpu_count(), "command": "python benchmarks/qa_eval.py " + " ".join(sys.argv[1:])}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))

@@ -43,7 +43,7 @@ DEPTH = 100  # documents scored per query (recall@100)
 CHUNK_DEPTH = 400  # chunks fetched per retriever; ~3 chunks per abstract, so > 100 documents
 
 sys.path.insert(0, str(ROOT))
-from common import machine, prepare_env, scifact_corpus, scifact_qrels, scifact_queries  # noqa: E402  (benchmarks/ is the script's folder)
+from common import ingest_cached, machine, prepare_env, scifact_corpus, scifact_qrels, scifact_queries  # noqa: E402  (benchmarks/ is the script's folder)
 
 PUBLISHED = [  # ../shared/bench/README.md
     ("BM25 (BEIR paper)", 0.665, None),
@@ -74,14 +74,13 @@ def write_docs(folder: Path, corpus: list[dict]) -> None:
 
 def build_index(index_dir: Path, corpus: list[dict], progress: bool = True):
     """Ingest (incrementally: a complete index is only checked) and return the settings used."""
-    from ingest.pipeline import Ingestor
     from ingest.settings import Settings
 
     settings = Settings.from_env(index_dir=index_dir)
     docs = index_dir.parent / (index_dir.name + "-docs")
     write_docs(docs, corpus)
     started = time.perf_counter()
-    report = Ingestor(settings, progress=progress).run([docs])
+    report = ingest_cached(settings, [docs], progress=progress)
     took = time.perf_counter() - started
     if report.failed:
         raise SystemExit(f"{len(report.failed)} SciFact file(s) failed to ingest, e.g. {report.failed[0]}")

@@ -94,6 +94,25 @@ class SentenceTransformerEmbedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def embed_pooled(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``embed_documents(texts)`` and, per text, its weight for pooling texts into one vector:
+        the norm of the sum of its token states, so ``weight * unit vector`` is that sum. Summed over
+        a chunk's sentences, it is what mean pooling over one run of the whole chunk would average
+        (``ingest.pipeline.embed_group``)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32), np.zeros(0, dtype=np.float32)
+        model = self.warm_up()
+        texts = list(texts)
+        if hasattr(model, "token_counts"):  # ingest.onnx_backend.OnnxSentenceEncoder: mean x tokens
+            means = model.encode_document(texts, normalize_embeddings=False)
+            sums = means * np.asarray(model.token_counts(texts), dtype=np.float32)[:, None]
+        else:  # sentence-transformers' pipeline normalises its output: sum its token states instead
+            states = model.encode_document(texts, batch_size=self.batch_size, output_value="token_embeddings",
+                                           convert_to_numpy=True, show_progress_bar=False)
+            sums = np.stack([np.asarray(s, dtype=np.float32).sum(axis=0) for s in states])
+        norms = np.maximum(np.linalg.norm(sums, axis=1), 1e-12).astype(np.float32)
+        return (sums / norms[:, None]).astype(np.float32), norms
+
     def embed_query(self, text: str) -> np.ndarray:
         model = self.warm_up()
         vector = model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

@@ -257,6 +257,10 @@ class OnnxSentenceEncoder:
             out = out / np.maximum(norms, 1e-12)
         return out[0] if single else out
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens (special ones included, after truncation) each text's run sees."""
+        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
+
     # the model has no prompts, so documents and queries are encoded alike (as in sentence-transformers)
     def encode_document(self, sentences, **kwargs) -> np.ndarray:
         return self.encode(sentences, **kwargs)

@@ -58,7 +58,7 @@ from ingest.loaders import safe_text
 from ingest.lock import WriterLock
 from ingest.protocols import Embedder, Store
 from ingest.reader import FileReader, ReaderError, shared_reader
-from ingest.settings import Settings
+from ingest.settings import SENTENCE_MEAN, Settings
 from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore, embedder_for
 from ingest.records import encode_sentence_vectors
 from ingest.types import BadFile, Chunk, FileFailure, IngestReport
@@ -67,17 +67,37 @@ log = logging.getLogger(__name__)
 EMBED_GROUP = 512  # chunks per encode call: large enough for length-sorting to cut padding
 
 
-def embed_sentences(embedder: Embedder, chunks: Sequence[Chunk]) -> list[str]:
-    """Every chunk's sentence vectors, encoded for its metadata (``store.encode_sentence_vectors``);
-    the answerer scores sentences by meaning with them (chatbot/relevance.py). A sentence repeated
-    in the group (chunk overlaps) is embedded once."""
-    texts = [c.text[s - c.start : e - c.start] for c in chunks for s, e in c.sentences]
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return ["" for _ in chunks]
-    by_text = dict(zip(unique, embedder.embed_documents(unique)))
-    return [encode_sentence_vectors(np.stack([by_text[c.text[s - c.start : e - c.start]] for s, e in c.sentences]))
-            if c.sentences else "" for c in chunks]
+def embed_group(embedder: Embedder, chunks: Sequence[Chunk], pooled: bool = False) -> tuple[np.ndarray, list[str]]:
+    """The chunks' vectors, and each chunk's sentence vectors encoded for its metadata
+    (``records.encode_sentence_vectors``; the answerer scores sentences by meaning with them,
+    chatbot/relevance.py).
+
+    Every distinct sentence of the group is embedded alone, once (overlapping chunks share
+    sentences). A chunk is embedded whole too, unless ``pooled`` (the index's ``chunk_vectors`` is
+    ``SENTENCE_MEAN``, ``QA_CHUNK_VECTORS``): then its vector is pooled from its sentences' runs,
+    each weighted by the norm of its token states' sum (``embed_pooled``; an embedder without it,
+    such as a test fake, weighs them equally), and the chunk costs no model run of its own
+    (benchmarks/RESULTS.md, "Chunk vectors pooled from the sentence runs")."""
+    texts = [[c.text[s - c.start : e - c.start] for s, e in c.sentences] for c in chunks]
+    unique = list(dict.fromkeys(t for sentences in texts for t in sentences))
+    if pooled and unique and hasattr(embedder, "embed_pooled"):
+        units, weights = embedder.embed_pooled(unique)
+    else:
+        units = embedder.embed_documents(unique) if unique else np.zeros((0, embedder.dimension), np.float32)
+        weights = np.ones(len(unique), dtype=np.float32)
+    row = {t: i for i, t in enumerate(unique)}
+    encoded = [encode_sentence_vectors(units[[row[t] for t in sentences]]) if sentences else ""
+               for sentences in texts]
+    whole = [i for i, sentences in enumerate(texts) if not pooled or not sentences]
+    vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
+    if whole:
+        vectors[whole] = embedder.embed_documents([chunks[i].text for i in whole])
+    for i, sentences in enumerate(texts):
+        if pooled and sentences:
+            rows = [row[t] for t in sentences]
+            total = weights[rows] @ units[rows]
+            vectors[i] = total / max(float(np.linalg.norm(total)), 1e-12)
+    return vectors, encoded
 
 
 def file_hash(data: bytes) -> str:
@@ -321,8 +341,8 @@ class Ingestor:
         try:
             for i in range(0, len(items), EMBED_GROUP):
                 group = items[i : i + EMBED_GROUP]
-                vectors = self.embedder.embed_documents([c.text for c, _ in group])
-                sentence_vectors = embed_sentences(self.embedder, [c for c, _ in group])
+                vectors, sentence_vectors = embed_group(self.embedder, [c for c, _ in group],
+                                                        pooled=self.store.chunk_vectors == SENTENCE_MEAN)
                 if inflight is not None:
                     inflight.result()
                 inflight = writer.submit(self._write_group, group, vectors, remaining, by_id, sentence_vectors)

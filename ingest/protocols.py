@@ -38,6 +38,9 @@ class Store(Protocol):
 
     model_id: str
     dimension: int
+    # how chunk vectors are made for this index (``settings.CHUNK_RUN`` or ``SENTENCE_MEAN``);
+    # an existing index's own recipe once opened
+    chunk_vectors: str
 
     @property
     def location(self) -> str:

@@ -18,6 +18,14 @@ from ingest.types import IngestError
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_DIR / "corpus"
 DEFAULT_INDEX = PROJECT_DIR / ".index"
+# How a chunk's vector is made (``QA_CHUNK_VECTORS``; ``ingest.pipeline.embed_group``), recorded by
+# the index as ``chunk_vectors``. CHUNK_RUN: the chunk is embedded whole, besides its sentences
+# (the default). SENTENCE_MEAN: pooled from its sentences' own runs, so ingest runs the model once
+# per sentence and 1.5-2x faster, for slightly worse retrieval (benchmarks/RESULTS.md, "Chunk vectors
+# pooled from the sentence runs").
+CHUNK_RUN = "chunk-run"
+SENTENCE_MEAN = "sentence-mean"
+CHUNK_VECTORS = (CHUNK_RUN, SENTENCE_MEAN)
 DEFAULT_MODELS = PROJECT_DIR / ".models"  # locally exported ONNX models (ingest/onnx_backend.py), git-ignored
 
 
@@ -82,6 +90,8 @@ class Settings:
     lease_ttl: float = 30.0
     limits: Limits = field(default_factory=Limits)
     models_dir: Path = DEFAULT_MODELS  # QA_MODELS_DIR: where ONNX exports of the model are cached
+    # QA_CHUNK_VECTORS, for a new index (or --rebuild): an existing index keeps its own recipe
+    chunk_vectors: str = CHUNK_RUN
 
     def __post_init__(self) -> None:
         check_chunking(self.chunk_size, self.chunk_overlap)
@@ -91,6 +101,8 @@ class Settings:
             raise IngestError(
                 f"QA_EMBED_BACKEND must be torch, onnx or onnx-int8 (got {self.embed_backend!r})."
             )
+        if self.chunk_vectors not in CHUNK_VECTORS:
+            raise IngestError(f"QA_CHUNK_VECTORS must be {' or '.join(CHUNK_VECTORS)} (got {self.chunk_vectors!r}).")
         if not isinstance(self.lock_wait, (int, float)) or not self.lock_wait >= 0:  # NaN fails too
             raise IngestError(f"lock_wait must be a number of seconds, 0 or more (got {self.lock_wait!r}).")
         if not isinstance(self.lease_ttl, (int, float)) or not 1 <= self.lease_ttl < float("inf"):
@@ -116,6 +128,8 @@ class Settings:
                 values[name] = _float(key, env[key])
         if env.get("QA_EMBED_BACKEND"):
             values["embed_backend"] = env["QA_EMBED_BACKEND"]
+        if env.get("QA_CHUNK_VECTORS"):
+            values["chunk_vectors"] = env["QA_CHUNK_VECTORS"]
         if env.get("QA_MODELS_DIR"):
             values["models_dir"] = Path(env["QA_MODELS_DIR"]).expanduser()
         values["limits"] = Limits.from_env(env)

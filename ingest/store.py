@@ -8,7 +8,9 @@
   ``pending`` rows, which the next run deletes (with their chunks) and redoes.
 
 The embedding model and chunking settings are recorded in the chunk collection's metadata;
-opening an index built differently is an ``IngestError`` that says how to rebuild.
+opening an index built differently is an ``IngestError`` that says how to rebuild. How the chunk
+vectors are made (``chunk_vectors``, ``Settings.chunk_vectors``) is recorded too, and an index
+keeps its own recipe.
 
 Chroma's "distance" is converted to a similarity (``1 - cosine distance``) here and only here.
 """
@@ -22,7 +24,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ingest.records import COMPLETE, PENDING, chunk_meta, doc_meta, doc_record, stored_chunk  # noqa: F401 (PENDING: callers import it from here)
-from ingest.settings import Settings
+from ingest.settings import CHUNK_RUN, Settings
 # DocRecord, StoredChunk and SourceDoc are also imported from here by callers.
 from ingest.types import Chunk, DocRecord, IndexBusy, IngestError, SourceDoc, StoredChunk  # noqa: F401
 
@@ -82,6 +84,9 @@ class IndexStore:
         self.settings = settings
         self.model_id = model_id
         self.dimension = dimension
+        # Settings.chunk_vectors for a new index; once opened, the index's own recipe (recorded, or
+        # CHUNK_RUN for an index built before it was recorded), so its new chunks match its old ones
+        self.chunk_vectors = settings.chunk_vectors
         self._client = None
         self._chunks = None
         self._docs = None
@@ -96,6 +101,7 @@ class IndexStore:
             "chunk_size": self.settings.chunk_size,
             "chunk_overlap": self.settings.chunk_overlap,
             "index_format": INDEX_FORMAT,
+            "chunk_vectors": self.chunk_vectors,
         }
 
     @property
@@ -138,6 +144,8 @@ class IndexStore:
         except Exception as exc:
             raise IngestError(f"cannot open the index at {self.location} ({exc}).") from None
         recorded = dict(chunks.metadata or {})
+        recorded.setdefault("chunk_vectors", CHUNK_RUN)  # an index built before the key existed
+        self.chunk_vectors = recorded["chunk_vectors"]
         mismatched = {k: (recorded.get(k), v) for k, v in self.config.items() if recorded.get(k) != v}
         if mismatched:
             what = "; ".join(f"{k}: index has {old!r}, this run uses {new!r}" for k, (old, new) in mismatched.items())

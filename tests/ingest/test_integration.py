@@ -58,6 +58,25 @@ def test_ingest_and_query_the_seed_article(shared, real_embedder):
     assert hits[0].title == doc.title and hits[0].meta["source"] == "Emerging Europe"
 
 
+def test_sentence_mean_chunk_vectors_on_the_real_model(settings, seed_corpus, real_embedder):
+    """QA_CHUNK_VECTORS=sentence-mean: the index records it, retrieval still puts the answer's chunk
+    first, and each chunk's pooled vector stays close to the vector of the chunk's own run."""
+    import numpy as np
+
+    from ingest.settings import SENTENCE_MEAN
+
+    settings = settings.with_(chunk_vectors=SENTENCE_MEAN)
+    _, _, report = _build(settings, seed_corpus, real_embedder)
+    assert report.added == 1 and not report.failed
+    store = IndexStore(settings, real_embedder.model_id, real_embedder.dimension).open(create=False)
+    assert store.chunk_vectors == SENTENCE_MEAN
+    assert ANSWER in store.query(real_embedder.embed_query(QUESTION), k=1)[0].chunk.text
+    got = store.chunks.get(include=["documents", "embeddings"])
+    whole = real_embedder.embed_documents(got["documents"])
+    cosines = (np.asarray(got["embeddings"]) * whole).sum(axis=1)
+    assert cosines.min() > 0.8 and cosines.mean() > 0.9, cosines
+
+
 def test_reopen_from_disk(shared, real_embedder):
     settings, _, report = shared
     # A brand-new store object (and Chroma client) on the same folder.

@@ -110,3 +110,19 @@ def test_first_ingest_with_an_export_prints_no_library_debug_output(tmp_path, se
     assert out.returncode == 0, out.stderr[-2000:]
     assert list((tmp_path / "models").rglob("model_int8.onnx"))  # the export really ran in that process
     assert "DEBUG" not in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+def test_pooling_weights_give_the_sum_of_each_texts_token_states(backend, models_dir):
+    """``embed_pooled``: the same unit vectors as ``embed_documents``, and weight x unit vector = the
+    sum of the text's token states (what a chunk vector pooled from its sentences adds up)."""
+    from chatbot.relevance import TokenAligner
+
+    embedder = SentenceTransformerEmbedder(backend=backend, models_dir=models_dir)
+    texts = [t for t in TEXTS if t] + ["Uzbekistan relies on the railway for half of Afghanistan's imports."]
+    units, weights = embedder.embed_pooled(texts)
+    assert np.allclose(units, embedder.embed_documents(texts), atol=1e-6) and weights.shape == (len(texts),)
+    aligner = TokenAligner(embedder)  # its runs return the raw token states, special tokens included
+    for text, unit, weight in zip(texts, units, weights):
+        _, hidden = aligner._run(text)
+        assert np.allclose(weight * unit, hidden.sum(axis=0), rtol=1e-4, atol=1e-3)

@@ -10,6 +10,7 @@ from ingest import lexical
 from ingest.chunking import chunk_text
 from ingest.documents import build_document
 from ingest.pipeline import Ingestor
+from ingest.settings import CHUNK_RUN, SENTENCE_MEAN
 from ingest.store import COMPLETE, PENDING, DocRecord, IndexStore
 from ingest.records import sentence_vectors_of
 from ingest.types import IngestError
@@ -67,6 +68,61 @@ def assert_store_consistent(store: IndexStore) -> None:
     assert sorted(saved.chunk_ids) == sorted(state["chunks"])
 
 
+def test_sentence_mean_chunk_vectors_cost_no_run_of_their_own(settings, folder):
+    """QA_CHUNK_VECTORS=sentence-mean: each sentence is embedded once per run (its vector stored with
+    its chunk), and a chunk's vector is the normalised mean of its sentences' (the fake embedder has
+    no pooling weights, so they weigh equally)."""
+    settings = settings.with_(chunk_size=120, chunk_overlap=40, chunk_vectors=SENTENCE_MEAN)
+    embedder = FakeEmbedder()
+    ingestor, report = ingest(settings, folder, embedder)
+    store = ingestor.store
+    assert report.added == 2 and store.chunk_vectors == SENTENCE_MEAN
+    assert_store_consistent(store)
+    got = store.chunks.get(include=["documents", "metadatas", "embeddings"])
+    sentence_texts = set()
+    for text, meta, vector in zip(got["documents"], got["metadatas"], got["embeddings"]):
+        spans = [tuple(int(x) for x in part.split(":")) for part in meta["sents"].split(",")]
+        sentences = [text[s:e] for s, e in spans]
+        sentence_texts.update(sentences)
+        mean = np.mean([embedder._vector(t) for t in sentences], axis=0)
+        assert np.allclose(vector, mean / np.linalg.norm(mean), atol=1e-5)
+    assert sorted(embedder.embedded_texts) == sorted(sentence_texts)
+    reopened = IndexStore(settings.with_(chunk_vectors=CHUNK_RUN), embedder.model_id, embedder.dimension)
+    assert reopened.open(create=False).chunk_vectors == SENTENCE_MEAN  # recorded: the default does not override it
+
+
+def test_chunk_vectors_setting_from_env_and_refused_when_unknown():
+    from ingest.settings import Settings
+
+    assert Settings().chunk_vectors == CHUNK_RUN
+    assert Settings.from_env({"QA_CHUNK_VECTORS": "sentence-mean"}).chunk_vectors == SENTENCE_MEAN
+    with pytest.raises(IngestError, match="QA_CHUNK_VECTORS must be chunk-run or sentence-mean .got 'fast'"):
+        Settings.from_env({"QA_CHUNK_VECTORS": "fast"})
+
+
+def test_an_index_built_before_the_recipe_was_recorded_keeps_embedding_chunks_whole(settings, folder):
+    """An index whose metadata has no ``chunk_vectors`` (built before it was recorded, when every
+    chunk was embedded whole) opens without a rebuild, and its new chunks are embedded whole too."""
+    embedder = FakeEmbedder()
+    old = IndexStore(settings, embedder.model_id, embedder.dimension)
+    config = {k: v for k, v in old.config.items() if k != "chunk_vectors"}
+    old._get_client().get_or_create_collection(
+        f"{settings.collection}_chunks", embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
+        metadata=config)
+    ingestor, report = ingest(settings, folder, embedder)
+    assert report.added == 2 and ingestor.store.chunk_vectors == CHUNK_RUN
+    chunk_texts = [text for _, text, _ in ingestor.store.iter_chunks()]
+    assert set(chunk_texts) <= set(embedder.embedded_texts)
+    got = ingestor.store.chunks.get(include=["documents", "embeddings"])
+    for text, vector in zip(got["documents"], got["embeddings"]):
+        assert np.allclose(vector, embedder._vector(text), atol=1e-5)
+    # it keeps its recipe whatever the setting; a rebuild makes a new index with the setting's
+    ingestor, _ = ingest(settings.with_(chunk_vectors=SENTENCE_MEAN), folder, FakeEmbedder())
+    assert ingestor.store.chunk_vectors == CHUNK_RUN
+    ingestor, _ = ingest(settings.with_(chunk_vectors=SENTENCE_MEAN), folder, FakeEmbedder(), rebuild=True)
+    assert ingestor.store.chunk_vectors == SENTENCE_MEAN
+
+
 @pytest.fixture
 def folder(tmp_path) -> Path:
     folder = tmp_path / "articles"
@@ -85,12 +141,16 @@ def test_first_run_stores_chunks_documents_and_metadata(settings, folder):
     store = ingestor.store
     assert report.chunks == store.count_chunks() == report.embedded_chunks
     assert_store_consistent(store)
-    # each chunk is embedded, and each of its sentences (stored with it for the answerer), once per run
+    # each chunk is embedded whole, and each of its sentences (stored with it for the answerer), once per run
+    assert store.chunk_vectors == CHUNK_RUN
     chunk_texts = [text for _, text, _ in store.iter_chunks()]
     sentence_texts = {t[s - int(m["start"]):e - int(m["start"])] for _, t, m in store.iter_chunks()
                       for s, e in ((int(a) + int(m["start"]), int(b) + int(m["start"]))
                                    for a, b in (p.split(":") for p in m["sents"].split(",")))}
     assert sorted(embedder.embedded_texts) == sorted(chunk_texts + sorted(sentence_texts))
+    got = store.chunks.get(include=["documents", "embeddings"])
+    for text, vector in zip(got["documents"], got["embeddings"]):
+        assert np.allclose(vector, embedder._vector(text), atol=1e-5)
     docs = {r.title: r for r in store.list_documents(with_text=True)}
     a = docs["Rail freight to Afghanistan"]
     assert a.meta["source"] == "Example Review" and a.meta["published"] == "2023-04-01"
@@ -289,11 +349,3 @@ def test_missing_path_is_an_error_before_anything_is_touched(settings, tmp_path)
     with pytest.raises(IngestError, match="does not exist"):
         ingest(settings, tmp_path / "nope")
     assert not (settings.index_dir / "chroma.sqlite3").exists()
-
-
-def test_vectors_are_stored_as_given(settings, folder):
-    embedder = FakeEmbedder()
-    ingestor, _ = ingest(settings, folder, embedder)
-    res = ingestor.store.chunks.get(include=["embeddings", "documents"], limit=1)
-    expected = embedder.embed_documents([res["documents"][0]])[0]
-    assert np.allclose(np.asarray(res["embeddings"][0]), expected, atol=1e-6)

@@ -148,7 +148,8 @@ class StoreContract:
         assert store.query(E0, 3) == [] and store.get_chunks(["doca-0-18"]) == []
         assert list(store.iter_chunks()) == []
         assert store.config == {"embedding_model": MODEL, "dimension": DIM, "chunk_size": settings.chunk_size,
-                                "chunk_overlap": settings.chunk_overlap, "index_format": 1}
+                                "chunk_overlap": settings.chunk_overlap, "index_format": 1,
+                                "chunk_vectors": "chunk-run"}
 
     def test_documents_round_trip(self, store):
         write(store)
