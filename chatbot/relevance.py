@@ -113,12 +113,9 @@ class TokenAligner:
     def _run(self, text: str) -> tuple[list[str], np.ndarray]:
         """Tokens and raw (unpooled, unnormalised) hidden states of one text."""
         model = self.embedder.warm_up()
-        if hasattr(model, "session"):  # ingest.onnx_backend.OnnxSentenceEncoder: one unpadded run
+        if hasattr(model, "token_states"):  # ingest.onnx_backend.OnnxSentenceEncoder: one unpadded run
             enc = model.tokenizer.encode(text)
-            ids = np.asarray([enc.ids], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-            hidden = model.session.run(None, {k: v for k, v in feeds.items() if k in model._inputs})[0][0]
-            return list(enc.tokens), np.asarray(hidden, dtype=np.float32)
+            return list(enc.tokens), np.asarray(model.token_states(enc.ids), dtype=np.float32)
         # sentence-transformers (PyTorch backend)
         hidden = np.asarray(model.encode(text, output_value="token_embeddings", convert_to_numpy=True))
         tokens = model.tokenizer.convert_ids_to_tokens(model.tokenizer(text, truncation=True)["input_ids"])

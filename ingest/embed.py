@@ -103,9 +103,8 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32), np.zeros(0, dtype=np.float32)
         model = self.warm_up()
         texts = list(texts)
-        if hasattr(model, "token_counts"):  # ingest.onnx_backend.OnnxSentenceEncoder: mean x tokens
-            means = model.encode_document(texts, normalize_embeddings=False)
-            sums = means * np.asarray(model.token_counts(texts), dtype=np.float32)[:, None]
+        if hasattr(model, "token_sums"):  # ingest.onnx_backend.OnnxSentenceEncoder: one run per text
+            sums = np.asarray(model.token_sums(texts), dtype=np.float32)
         else:  # sentence-transformers' pipeline normalises its output: sum its token states instead
             states = model.encode_document(texts, batch_size=self.batch_size, output_value="token_embeddings",
                                            convert_to_numpy=True, show_progress_bar=False)

@@ -234,12 +234,15 @@ class OnnxSentenceEncoder:
     def get_embedding_dimension(self) -> int:
         return self.dimension
 
-    def _forward(self, ids: Sequence[int]) -> np.ndarray:
-        """Mean-pooled hidden states of one unpadded sequence."""
+    def token_states(self, ids: Sequence[int]) -> np.ndarray:
+        """Hidden states (one row per token, unpooled, unnormalised) of one unpadded sequence."""
         ids_ = np.asarray([ids], dtype=np.int64)
         feeds = {"input_ids": ids_, "attention_mask": np.ones_like(ids_), "token_type_ids": np.zeros_like(ids_)}
-        hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
-        return hidden[0].mean(axis=0)
+        return self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0][0]
+
+    def _forward(self, ids: Sequence[int]) -> np.ndarray:
+        """Mean-pooled hidden states of one unpadded sequence."""
+        return self.token_states(ids).mean(axis=0)
 
     def encode(self, sentences: str | Sequence[str], batch_size: int = 32, normalize_embeddings: bool = False,
                convert_to_numpy: bool = True, show_progress_bar: bool = False, **_ignored) -> np.ndarray:
@@ -257,9 +260,9 @@ class OnnxSentenceEncoder:
             out = out / np.maximum(norms, 1e-12)
         return out[0] if single else out
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """How many tokens (special ones included, after truncation) each text's run sees."""
-        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
+    def token_sums(self, texts: Sequence[str]) -> np.ndarray:
+        """Per text, the sum of its run's token states (special tokens included, after truncation)."""
+        return np.stack([self.token_states(e.ids).sum(axis=0) for e in self.tokenizer.encode_batch(list(texts))])
 
     # the model has no prompts, so documents and queries are encoded alike (as in sentence-transformers)
     def encode_document(self, sentences, **kwargs) -> np.ndarray:

@@ -86,16 +86,15 @@ def embed_group(embedder: Embedder, chunks: Sequence[Chunk], pooled: bool = Fals
         units = embedder.embed_documents(unique) if unique else np.zeros((0, embedder.dimension), np.float32)
         weights = np.ones(len(unique), dtype=np.float32)
     row = {t: i for i, t in enumerate(unique)}
-    encoded = [encode_sentence_vectors(units[[row[t] for t in sentences]]) if sentences else ""
-               for sentences in texts]
-    whole = [i for i, sentences in enumerate(texts) if not pooled or not sentences]
+    rows = [[row[t] for t in sentences] for sentences in texts]  # per chunk, its sentences' rows
+    encoded = [encode_sentence_vectors(units[r]) if r else "" for r in rows]
     vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
+    whole = [i for i, r in enumerate(rows) if not pooled or not r]
     if whole:
         vectors[whole] = embedder.embed_documents([chunks[i].text for i in whole])
-    for i, sentences in enumerate(texts):
-        if pooled and sentences:
-            rows = [row[t] for t in sentences]
-            total = weights[rows] @ units[rows]
+    for i, r in enumerate(rows):
+        if pooled and r:
+            total = weights[r] @ units[r]
             vectors[i] = total / max(float(np.linalg.norm(total)), 1e-12)
     return vectors, encoded
 
