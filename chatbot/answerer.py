@@ -135,7 +135,8 @@ class ExtractiveAnswerer:
         # top two (round 2) cost a second run (~12 ms) and changed no cross-set decision figure
         # (benchmarks/RESULTS.md, "Latency: one alignment run").
         alignment = self.aligner.alignment(standalone, ranked[0].text)
-        feats = features(standalone, profile, ranked, window_text(cands, ranked[0]), index, alignment)
+        feats = features(standalone, profile, ranked, lambda c, after=True: window_text(cands, c, after), index,
+                         alignment)
         return Evidence(profile, ranked, feats, 0.0)
 
     def _quoting(self, standalone: str, top_k: int | None) -> ExtractiveConfig:

@@ -274,11 +274,12 @@ def score_candidates(profile: QuestionProfile, cands: list[Candidate],
     return sorted(cands, key=lambda c: (-c.score, c.rank, c.start))
 
 
-def window_text(cands: Sequence[Candidate], best: Candidate) -> str:
-    """The best sentence with its neighbours (same document, as in ``score_candidates``) and title."""
+def window_text(cands: Sequence[Candidate], best: Candidate, after: bool = True) -> str:
+    """The best sentence with its neighbours (same document, as in ``score_candidates``) and title;
+    not the sentence after it unless ``after``."""
     i = next(k for k, c in enumerate(cands) if c is best)
     parts = [best.title]
-    for j in (i - 1, i, i + 1):
+    for j in (i - 1, i, i + 1) if after else (i - 1, i):
         if 0 <= j < len(cands) and cands[j].doc_id == best.doc_id and abs(cands[j].start - best.start) < 2000:
             parts.append(cands[j].text)
     return "\n".join(parts)

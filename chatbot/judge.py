@@ -13,9 +13,9 @@ names, standardisation, coefficients, training command, univariate AUCs and cros
 The others are computed for that script and for the two rules below.
 
 Levels (``SupportPolicy`` in chatbot.answerer): ``answered`` when the probability reaches the
-threshold, one of the top sentences supplies the number or date a question asks for
-(``type_gap_top`` is 0), and every name of the question occurs in the index (``names_unknown``
-is 0); else ``partial`` when the best evidence is on the question's topic (the
+threshold, one of the top sentences supplies the number or date a question asks for, about what
+the question names (``type_gap_top`` is 0), and every name of the question occurs in the index
+(``names_unknown`` is 0); else ``partial`` when the best evidence is on the question's topic (the
 sources cover it, not the detail asked); else ``none``.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from ingest.lexical import STOPWORDS, tokenize
 
@@ -158,6 +158,11 @@ _MONEY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|pounds?|yen|yuan|rupees?|r
 _QUANTITY = re.compile(rf"^what (?:is|was|are|were) (?:the )?((?:[\w’'-]+ ){{0,4}}?)({_QUANTITY_NOUNS})\b"
                        rf"(?: of ((?:[\w’'-]+ ?){{1,4}}))?", re.I)
 _HOW_UNIT = re.compile(r"how (long|far|old|tall|high)\b", re.I)
+# A figure followed by a unit of length measures a length: "the 285-kilometre canal" says how long the
+# canal is, not how much water it takes, so it answers only a question about a length or distance.
+_LENGTH_AFTER = re.compile(r"[\s-]*(?:km|kilomet\w*|miles?|met(?:re|er)s?|feet|foot|yards?)\b", re.I)
+_ASKS_LENGTH = re.compile(r"\b(?:long|far|length|distance|wide|width|kilomet\w*|km|miles?|met(?:re|er)s?|feet|foot|"
+                          r"yards?)\b", re.I)
 _PERCENT = re.compile(r"what (?:(?:is|was|are|were) the )?(?:percentage|percent|share|proportion|fraction)\b", re.I)
 
 
@@ -166,6 +171,8 @@ def _number_supplied(sentence: str, question: str) -> bool:
     refugees" needs a number next to "refugees"; "how long" needs a length or a duration."""
     asked = question.lower()
     numbers = [m for m in _NUMBER.finditer(sentence) if m.group().lower() not in asked]
+    if not _ASKS_LENGTH.search(question):
+        numbers = [m for m in numbers if not _LENGTH_AFTER.match(sentence, m.end())]
     if not numbers:
         return False
     text = sentence.lower()
@@ -219,13 +226,30 @@ def _present(name: str, text_lower: str, stems: set[str]) -> bool:
     return bool(toks) and all(t in stems or any(s.startswith(t[:5]) for s in stems if len(t) >= 5) for t in toks)
 
 
-def features(question: str, profile, ranked: Sequence, window_text: str, index,
+def names_in(groups: Sequence[str], text: str) -> bool:
+    """Each name of ``groups`` (``name_groups``: one of its words suffices) occurs in ``text``, a
+    state also when named by its capital or demonym ("Uzbek", "Tashkent": Uzbekistan)."""
+    from chatbot.extractive import canonical  # chatbot.extractive imports this module
+
+    both = f"{text}\n{canonical(text)}"
+    lower, stems = both.lower(), set(tokenize(both))
+    return all(any(_present(w, lower, stems) or _present(canonical(w.title()).lower(), lower, stems)
+                   for w in g.split()) for g in groups)
+
+
+def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any], str], index,
              alignment: tuple[float, float]) -> dict[str, float]:
     """The judge's inputs for the best candidate ``ranked[0]`` (``ranked``: scored, best first).
-    ``window_text``: the best sentence with its neighbours and document title; ``index``: the
+    ``window_of(candidate)``: its sentence with its neighbours and document title; ``index``: the
     ``ingest.lexical.LexicalIndex`` (IDF, vocabulary); ``alignment``:
-    ``TokenAligner.alignment`` of the question and the best sentence."""
+    ``TokenAligner.alignment`` of the question and the best sentence.
+
+    ``type_gap_top``: no top sentence supplies the asked-for number or date *about what the question
+    names*: a sentence that gives a figure counts only when it, the sentence before it or the title
+    names the question's names too (``window_of(c, after=False)``): "How many IS-K fighters are near
+    the Uzbek border?" is not answered by a figure for the provinces bordering Tajikistan."""
     best = ranked[0]
+    window_text = window_of(best)
     terms = profile.terms
     total = sum(terms.values()) or 1.0
     window_stems = set(tokenize(window_text))
@@ -238,6 +262,7 @@ def features(question: str, profile, ranked: Sequence, window_text: str, index,
     own_stems, own_lower = set(tokenize(best.text)), best.text.lower()
     names_missing_sentence = (sum(not _present(n, own_lower, own_stems) for n in names) / len(names)) if names else 0.0
     kind = asks_for(question)
+    named = [g for g in name_groups(question) if not g[0].isdigit()]  # not figures: a year is often only in context
     q_neg = bool(_NEGATION.search(question))
     s_neg = bool(_NEGATION.search(best.text))
     second = ranked[1].score if len(ranked) > 1 else 0.0
@@ -256,8 +281,9 @@ def features(question: str, profile, ranked: Sequence, window_text: str, index,
         "margin": best.score - second,
         "alignment": alignment[0],
         "alignment_mean": alignment[1],
-        "type_gap_top": float(kind in DETAIL_KINDS
-                              and not any(supplies(kind, c.text, question) for c in ranked[:SUPPLY_TOP])),
+        "type_gap_top": float(kind in DETAIL_KINDS and not any(
+            supplies(kind, c.text, question) and names_in(named, window_of(c, after=False))
+            for c in ranked[:SUPPLY_TOP])),
     }
 
 

@@ -64,15 +64,16 @@ class _Index:
 
 def test_features_describe_the_best_sentence():
     ranked = [_Cand("The railway links Termez to Mazar-i-Sharif.", 1.0, 0.4, 0.6), _Cand("Other.", 0.4, 0.0, 0.1)]
-    f = features("How long is the railway to Termez?", _Profile(), ranked, "Title\n" + ranked[0].text, _Index(),
-                 (0.7, 0.8))
+    f = features("How long is the railway to Termez?", _Profile(), ranked, lambda c, after=True: "Title\n" + c.text,
+                 _Index(), (0.7, 0.8))
     assert set(f) == set(FEATURES)
     assert f["type_gap"] == 1.0  # asks for a number, the sentence has none
     assert f["window"] == pytest.approx(0.4) and f["rare_missing"] == pytest.approx(0.75)
     assert f["names_missing"] == 0.0 and f["margin"] == pytest.approx(0.6)
     assert f["semantic_max"] == 0.6 and f["alignment"] == 0.7 and f["alignment_mean"] == 0.8
     assert f["names_unknown"] == 0.0 and f["type_gap_top"] == 1.0
-    g = features("How long is the TAPI pipeline?", _Profile(), ranked, ranked[0].text, _Index(), (0.2, 0.3))
+    g = features("How long is the TAPI pipeline?", _Profile(), ranked, lambda c, after=True: c.text, _Index(),
+                 (0.2, 0.3))
     assert g["names_unknown"] == 1.0
 
 
@@ -133,6 +134,34 @@ def test_how_much_asks_for_an_amount_of_the_thing_or_of_money():
     wheat = "How much wheat does Kazakhstan export to Afghanistan?"
     assert supplies("number", "Kazakhstan exported 2 million tonnes of wheat to Afghanistan.", wheat)
     assert not supplies("number", "Over 40 trucks crossed; Kazakhstan also exports wheat.", "How much flour does it ship?")
+
+
+def test_a_length_answers_only_a_question_about_a_length():
+    canal = "To irrigate farms, the Taliban is building the 285-kilometre Qosh Tepa canal to divert water."
+    assert not supplies("number", canal, "How much water will the Qosh Tepa canal divert?")
+    assert supplies("number", canal, "How long will the Qosh Tepa canal be?")
+    assert supplies("number", canal, "What is the length of the Qosh Tepa canal?")
+    volume = "The canal will divert 10 cubic kilometres of water a year."
+    assert supplies("number", volume, "How much water will the Qosh Tepa canal divert?")
+
+
+def test_a_figure_counts_only_about_what_the_question_names():
+    """type_gap_top: the sentence giving the figure, or the one before it, must name the question's
+    names (a state also by its capital or demonym); the sentence after it does not count."""
+    q = "How many fighters are in the provinces along the Uzbek border?"
+    figure = _Cand("Some 4,000 fighters are believed to be in provinces that border Tajikistan.", 1.0)
+    before = "Title\nAn estimated 6,500 fighters are in Afghanistan."
+
+    def window():
+        return lambda c, after=True: before + "\n" + c.text + ("\nUzbekistan Railways built a line." if after else "")
+
+    assert features(q, _Profile(), [figure], window(), _Index(), (0.5, 0.5))["type_gap_top"] == 1.0
+    assert features(q.replace("Uzbek", "Tajik"), _Profile(), [figure], window(), _Index(),
+                    (0.5, 0.5))["type_gap_top"] == 0.0
+    by_capital = "How many fighters are in the provinces near Dushanbe?"
+    assert features(by_capital, _Profile(), [figure], window(), _Index(), (0.5, 0.5))["type_gap_top"] == 0.0
+    before = "Title\nUzbek officials counted the fighters."  # named in the sentence before: counts
+    assert features(q, _Profile(), [figure], window(), _Index(), (0.5, 0.5))["type_gap_top"] == 0.0
 
 
 def test_names_are_grouped_so_one_known_word_makes_a_name_known():
