@@ -73,7 +73,8 @@ def embed_group(embedder: Embedder, chunks: Sequence[Chunk], pooled: bool = Fals
     chatbot/relevance.py).
 
     Every distinct sentence of the group is embedded alone, once (overlapping chunks share
-    sentences). A chunk is embedded whole too, unless ``pooled`` (the index's ``chunk_vectors`` is
+    sentences). A chunk is embedded whole too (a chunk that is one sentence takes that sentence's
+    vector: the same text alone in its own run, so the same vector), unless ``pooled`` (the index's ``chunk_vectors`` is
     ``SENTENCE_MEAN``, ``QA_CHUNK_VECTORS``): then its vector is pooled from its sentences' runs,
     each weighted by the norm of its token states' sum (``embed_pooled``; an embedder without it,
     such as a test fake, weighs them equally), and the chunk costs no model run of its own
@@ -90,8 +91,12 @@ def embed_group(embedder: Embedder, chunks: Sequence[Chunk], pooled: bool = Fals
     encoded = [encode_sentence_vectors(units[r]) if r else "" for r in rows]
     vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
     whole = [i for i, r in enumerate(rows) if not pooled or not r]
-    if whole:
-        vectors[whole] = embedder.embed_documents([chunks[i].text for i in whole])
+    alone = {i: rows[i][0] for i in whole if len(rows[i]) == 1 and texts[i][0] == chunks[i].text}
+    run = [i for i in whole if i not in alone]
+    if run:
+        vectors[run] = embedder.embed_documents([chunks[i].text for i in run])
+    for i, r in alone.items():
+        vectors[i] = units[r]
     for i, r in enumerate(rows):
         if pooled and r:
             total = weights[r] @ units[r]

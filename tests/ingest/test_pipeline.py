@@ -91,6 +91,19 @@ def test_sentence_mean_chunk_vectors_cost_no_run_of_their_own(settings, folder):
     assert reopened.open(create=False).chunk_vectors == SENTENCE_MEAN  # recorded: the default does not override it
 
 
+def test_a_chunk_that_is_one_sentence_takes_that_sentences_run(settings, tmp_path):
+    """The same text alone in its own run gives the same vector: a one-sentence chunk is not run twice."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "short.md").write_text("The railway links Termez to Mazar-i-Sharif.\n", encoding="utf-8")
+    embedder = FakeEmbedder()
+    ingestor, report = ingest(settings, folder, embedder)
+    [(_, text, meta)] = list(ingestor.store.iter_chunks())
+    assert report.added == 1 and embedder.embedded_texts == [text] and meta["sents"].count(":") == 1
+    [vector] = ingestor.store.chunks.get(include=["embeddings"])["embeddings"]
+    assert np.allclose(vector, embedder._vector(text), atol=1e-5)
+
+
 def test_chunk_vectors_setting_from_env_and_refused_when_unknown():
     from ingest.settings import Settings
 
@@ -141,13 +154,15 @@ def test_first_run_stores_chunks_documents_and_metadata(settings, folder):
     store = ingestor.store
     assert report.chunks == store.count_chunks() == report.embedded_chunks
     assert_store_consistent(store)
-    # each chunk is embedded whole, and each of its sentences (stored with it for the answerer), once per run
+    # each chunk is embedded whole, and each of its sentences (stored with it for the answerer), once per
+    # run; a chunk that is one sentence is that sentence's run
     assert store.chunk_vectors == CHUNK_RUN
     chunk_texts = [text for _, text, _ in store.iter_chunks()]
     sentence_texts = {t[s - int(m["start"]):e - int(m["start"])] for _, t, m in store.iter_chunks()
                       for s, e in ((int(a) + int(m["start"]), int(b) + int(m["start"]))
                                    for a, b in (p.split(":") for p in m["sents"].split(",")))}
-    assert sorted(embedder.embedded_texts) == sorted(chunk_texts + sorted(sentence_texts))
+    whole = [t for t in chunk_texts if t not in sentence_texts]
+    assert whole and sorted(embedder.embedded_texts) == sorted(whole + sorted(sentence_texts))
     got = store.chunks.get(include=["documents", "embeddings"])
     for text, vector in zip(got["documents"], got["embeddings"]):
         assert np.allclose(vector, embedder._vector(text), atol=1e-5)
