@@ -256,13 +256,14 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
     missing = [w for t, w in terms.items() if t not in window_stems]
     names = question_names(question)
     max_idf = index.idf("\u2205")
-    unknown = [n for n in name_groups(question) if (toks := tokenize(n)) and not any(index.contains(t) for t in toks)]
+    groups = name_groups(question)
+    unknown = [n for n in groups if (toks := tokenize(n)) and not any(index.contains(t) for t in toks)]
     lower = window_text.lower()
     names_missing = (sum(not _present(n, lower, window_stems) for n in names) / len(names)) if names else 0.0
     own_stems, own_lower = set(tokenize(best.text)), best.text.lower()
     names_missing_sentence = (sum(not _present(n, own_lower, own_stems) for n in names) / len(names)) if names else 0.0
     kind = asks_for(question)
-    named = [g for g in name_groups(question) if not g[0].isdigit()]  # not figures: a year is often only in context
+    named = [g for g in groups if not g[0].isdigit()]  # not figures: a year is often only in context
     q_neg = bool(_NEGATION.search(question))
     s_neg = bool(_NEGATION.search(best.text))
     second = ranked[1].score if len(ranked) > 1 else 0.0

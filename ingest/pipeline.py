@@ -74,8 +74,8 @@ def embed_group(embedder: Embedder, chunks: Sequence[Chunk], pooled: bool = Fals
 
     Every distinct sentence of the group is embedded alone, once (overlapping chunks share
     sentences). A chunk is embedded whole too (a chunk that is one sentence takes that sentence's
-    vector: the same text alone in its own run, so the same vector), unless ``pooled`` (the index's ``chunk_vectors`` is
-    ``SENTENCE_MEAN``, ``QA_CHUNK_VECTORS``): then its vector is pooled from its sentences' runs,
+    vector: the same text alone in its own run, so the same vector), unless ``pooled`` (the
+    index's ``chunk_vectors`` is ``SENTENCE_MEAN``, ``QA_CHUNK_VECTORS``): then its vector is pooled from its sentences' runs,
     each weighted by the norm of its token states' sum (``embed_pooled``; an embedder without it,
     such as a test fake, weighs them equally), and the chunk costs no model run of its own
     (benchmarks/RESULTS.md, "Chunk vectors pooled from the sentence runs")."""
