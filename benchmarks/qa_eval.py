@@ -1,6 +1,6 @@
 """End-to-end cited-QA quality: the project's answerer vs the LangChain tutorial recipe.
 
-    python benchmarks/qa_eval.py [--json] [--sets dev,analyst,seed,blind,blind2,xquad,squad2] [--no-baseline]
+    python benchmarks/qa_eval.py [--json] [--sets dev,analyst,seed,blind,blind2,blind3,xquad,squad2] [--no-baseline]
 
 For each QA set (dev_qa.jsonl format) it ingests the set's corpus into a cached index
 (benchmarks/.cache/qa-<index>, rebuilt when missing) through the project's own ingest path and
@@ -37,10 +37,13 @@ SETS = {
     # Written blind (2026-12-02: by an engineer who read only the article and the dev files' format,
     # never the code or its answers). "blind" has since become a dev set: the figure-about-what-is-
     # named and length-unit rules of chatbot.judge were written from its misses (benchmarks/RESULTS.md).
-    # "blind2" (36 more, written the same way) is the held-out estimate: nothing is fitted, tuned or
-    # chosen on it. Tuning on it would make it one more dev set: say so if you do.
+    # "blind2" (36 more, written the same way) is the held-out estimate of 2026-12-02; its figures have
+    # been read four times (benchmarks/RESULTS.md). "blind3" (36 more, 2026-12-03, written the same
+    # way by another author) is the fresh held-out estimate. Nothing is fitted, tuned or chosen on
+    # either: tuning on one would make it one more dev set, so say so if you do.
     "blind": ("seed", (ROOT / "corpus",), ROOT / "tests" / "data" / "analyst_blind.jsonl"),
     "blind2": ("seed", (ROOT / "corpus",), ROOT / "tests" / "data" / "analyst_blind2.jsonl"),
+    "blind3": ("seed", (ROOT / "corpus",), ROOT / "tests" / "data" / "analyst_blind3.jsonl"),
     "xquad": ("xquad", (XQUAD / "corpus",), XQUAD / "qa.jsonl"),
     # SQuAD 2.0 "Normans" indexed together with the 24 XQuAD articles (distractors), as in issue 10.
     "squad2": ("squad2", (SQUAD2 / "corpus", XQUAD / "corpus"), SQUAD2 / "qa.jsonl"),
