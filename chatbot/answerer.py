@@ -60,8 +60,9 @@ class SupportPolicy:
 
     The judge (``chatbot.judge``, fitted model in ``chatbot/judge_model.json``) gives the
     probability that the best sentence answers the question. At or above ``threshold``
-    (``QA_ANSWER_THRESHOLD``) the answer is ``answered``, unless the question asks for a number or a
-    date that none of the top sentences supplies (``chatbot.judge.DETAIL_KINDS``) or uses a name
+    (``QA_ANSWER_THRESHOLD``) the answer is ``answered``, unless the question asks for a number, a
+    date (``chatbot.judge.DETAIL_KINDS``) or the holder of a role ("Who is Turkmenistan's foreign
+    minister?", ``chatbot.judge.asked_role``) that none of the top sentences supplies, or uses a name
     found nowhere in the index ("the TAPI pipeline"). Otherwise it is ``partial`` when
     the best evidence is on the question's topic: its cosine to the question is at least
     ``topic_semantic`` (``QA_TOPIC_SEMANTIC``) or it and its neighbours cover at least
@@ -81,7 +82,7 @@ class SupportPolicy:
                 raise QAError(f"{name} must be between 0 and 1 (got {value}).")
 
     def answers(self, probability: float, feats: dict[str, float]) -> bool:
-        """The judge's probability is high enough, an asked-for number or date is supplied, and every
+        """The judge's probability is high enough, an asked-for number, date or role holder is supplied, and every
         name the question uses occurs somewhere in the index."""
         return (probability >= self.threshold and not feats.get("type_gap_top", 0.0)
                 and not feats.get("names_unknown", 0.0))

@@ -13,8 +13,9 @@ names, standardisation, coefficients, training command, univariate AUCs and cros
 The others are computed for that script and for the two rules below.
 
 Levels (``SupportPolicy`` in chatbot.answerer): ``answered`` when the probability reaches the
-threshold, one of the top sentences supplies the number or date a question asks for, about what
-the question names (``type_gap_top`` is 0), and every name of the question occurs in the index
+threshold, one of the top sentences supplies the number or date a question asks for, or names the
+role whose holder it asks for ("Who is Turkmenistan's foreign minister?"), about what the question
+names (``type_gap_top`` is 0), and every name of the question occurs in the index
 (``names_unknown`` is 0); else ``partial`` when the best evidence is on the question's topic (the
 sources cover it, not the detail asked); else ``none``.
 """
@@ -83,7 +84,7 @@ FEATURES = (
     "margin",  # ranking score of the best sentence minus the runner-up's
     "alignment",  # how well the question's worst-matched words are matched, in context (relevance.TokenAligner)
     "alignment_mean",  # how well all its content words are matched, on average (a soft coverage)
-    "type_gap_top",  # no sentence of the top SUPPLY_TOP supplies the asked-for kind
+    "type_gap_top",  # no sentence of the top SUPPLY_TOP supplies the asked-for kind (or role holder)
 )
 SUPPLY_TOP = 2  # type_gap_top: the top sentences, any of which may supply the asked-for kind
 # Kinds of answer whose absence a sentence shows reliably (a figure, a date). A question asking for
@@ -205,6 +206,41 @@ def _number_supplied(sentence: str, question: str) -> bool:
     return True
 
 
+# "Who is Turkmenistan's foreign minister?", "What is the name of the Taliban's ambassador?": the question
+# asks who holds a role (its last word before a preposition, a relative word or a participle). Only in
+# the present tense: that asks for a current office holder, whom a text names by the title ("Tajik
+# President Emomali Rahmon"). A narrative in the past tense states a relation in many other ways: "Who
+# was Emma's brother?" is answered by "Emma, sister of Duke Richard II" (on SQuAD 2.0 and XQuAD the
+# past tense cost 10 answerable questions and refused none that were not; benchmarks/RESULTS.md).
+_POSSESSOR = r"(?:[A-Z][\w-]*(?: [A-Z][\w-]*)*(?:’s|'s|s’|s') )"
+_ROLE_END = r"(?= (?:of|for|in|at|on|to|from|with|by|who|that|when|during) \w|$)"
+_ROLE = re.compile(rf"^(?:[Ww]ho|[Ww]hom) (?:is|are) (?:the {_POSSESSOR}?|{_POSSESSOR})"
+                   rf"((?:[\w-]+ ){{0,3}}?)([\w-]+){_ROLE_END}"
+                   rf"|^[Ww]hat (?:is|are) the names? of (?:the )?{_POSSESSOR}?((?:[\w-]+ ){{0,3}}?)([\w-]+)"
+                   rf"(?:{_ROLE_END}| [a-z]+ed\b)")
+
+
+def asked_role(question: str) -> str | None:
+    """The stem of the role whose holder the question asks for ("minist"), or None."""
+    q = " ".join(question.strip().rstrip("?").split())
+    m = _ROLE.match(q)
+    if not m:
+        return None
+    head = m.group(2) or m.group(4)
+    if head.lower().endswith(("ed", "en", "ly", "ful")) or head.lower() in STOPWORDS or head.lower() in _QUESTION_WORDS:
+        return None  # not a role: "Who is the report written for", "the name of the most widely used ..."
+    stems = tokenize(head)
+    return stems[0] if len(stems) == 1 else None
+
+
+def role_supplied(sentence: str, question: str, role: str) -> bool:
+    """The sentence names the role itself ("minister"; "ministry" is not a minister) and, for a
+    "who" question, someone the question does not name (a capitalised word)."""
+    if role not in tokenize(sentence):
+        return False
+    return not question.lstrip().lower().startswith("who") or supplies("person", sentence, question)
+
+
 def supplies(kind: str | None, sentence: str, question: str) -> bool:
     """Does the sentence hold something of the asked kind that the question itself does not?"""
     if kind is None or kind == "reason":
@@ -244,8 +280,8 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
     ``ingest.lexical.LexicalIndex`` (IDF, vocabulary); ``alignment``:
     ``TokenAligner.alignment`` of the question and the best sentence.
 
-    ``type_gap_top``: no top sentence supplies the asked-for number or date *about what the question
-    names*: a sentence that gives a figure counts only when it, the sentence before it or the title
+    ``type_gap_top``: no top sentence supplies the asked-for number, date or role holder
+    (``asked_role``) *about what the question names*: a sentence that gives a figure counts only when it, the sentence before it or the title
     names the question's names too (``window_of(c, after=False)``): "How many IS-K fighters are near
     the Uzbek border?" is not answered by a figure for the provinces bordering Tajikistan."""
     best = ranked[0]
@@ -263,6 +299,7 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
     own_stems, own_lower = set(tokenize(best.text)), best.text.lower()
     names_missing_sentence = (sum(not _present(n, own_lower, own_stems) for n in names) / len(names)) if names else 0.0
     kind = asks_for(question)
+    role = asked_role(question)
     named = [g for g in groups if not g[0].isdigit()]  # not figures: a year is often only in context
     q_neg = bool(_NEGATION.search(question))
     s_neg = bool(_NEGATION.search(best.text))
@@ -282,9 +319,9 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
         "margin": best.score - second,
         "alignment": alignment[0],
         "alignment_mean": alignment[1],
-        "type_gap_top": float(kind in DETAIL_KINDS and not any(
-            supplies(kind, c.text, question) and names_in(named, window_of(c, after=False))
-            for c in ranked[:SUPPLY_TOP])),
+        "type_gap_top": float((kind in DETAIL_KINDS or role is not None) and not any(
+            (supplies(kind, c.text, question) if role is None else role_supplied(c.text, question, role))
+            and names_in(named, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
     }
 
 

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from chatbot.judge import FEATURES, MODEL_FILE, Judge, asks_for, features, question_names, supplies
+from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asks_for, features, question_names, role_supplied,
+                           supplies)
 from chatbot.answerer import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
 from chatbot.settings import AnswerSettings
@@ -37,6 +38,22 @@ def test_the_sentence_must_supply_something_new_of_that_kind():
     assert supplies("person", "Rahmon has offered sanctuary to Ahmad Massoud.", who)
     assert not supplies("person", "Sanctuary was offered to Ahmad Massoud.", who)
     assert supplies("reason", "anything", "Why?") and supplies(None, "anything", "What?")
+
+
+def test_the_role_whose_holder_a_question_asks_for():
+    assert asked_role("Who is Turkmenistan's foreign minister?") == "minist"
+    assert asked_role("Who is the foreign minister of Uzbekistan?") == "minist"
+    assert asked_role("What is the name of the Taliban’s ambassador to Kazakhstan?") == "ambassador"
+    assert asked_role("Who is the president of Tajikistan?") == "presid"
+    assert asked_role("Who is Aibek Smadiyarov?") is None  # a name, not a role
+    assert asked_role("Who was Emma's brother?") is None  # past tense: a narrative's relation
+    assert asked_role("Who is the report written for?") is None  # a verb
+    assert asked_role("What is Uzbekistan's approach to the Taliban?") is None
+    q = "Who is the foreign minister of Uzbekistan?"
+    assert not role_supplied("Aibek Smadiyarov, a spokesperson for the Kazakh foreign ministry, said so.", q, "minist")
+    assert role_supplied("Uzbek Foreign Minister Bakhtiyor Saidov met them.", q, "minist")
+    assert not role_supplied("The foreign minister of Uzbekistan met them.", q, "minist")  # nobody named
+    assert role_supplied("The ambassador is Ahmad Khan.", "What is the name of the ambassador?", "ambassador")
 
 
 def test_question_names_and_numbers():
