@@ -98,9 +98,9 @@ def test_a_catastrophic_regex_upload_does_not_stall_the_app(small_app, browser, 
     try:
         page = ui.page
         page.get_by_role("tab", name="Library").click()
+        prober.start()  # from the upload on: on a fast machine the job can end within three probes
         page.locator("#qa-upload input[type=file]").set_input_files(str(file))
         page.locator("#qa-upload-result .qa-job-pending").wait_for(timeout=30_000)  # queued or running
-        prober.start()
         done = page.locator("#qa-upload-result .qa-upload-result")
         deadline = time.monotonic() + 300
         while not done.is_visible():  # until its outcome shows; fail as soon as a request stalls
