@@ -226,8 +226,8 @@ def asked_role(question: str) -> str | None:
     m = _ROLE.match(q)
     if not m:
         return None
-    head = m.group(2) or m.group(4)
-    if head.lower().endswith(("ed", "en", "ly", "ful")) or head.lower() in STOPWORDS or head.lower() in _QUESTION_WORDS:
+    head = (m.group(2) or m.group(4)).lower()
+    if head.endswith(("ed", "en", "ly", "ful")) or head in STOPWORDS or head in _QUESTION_WORDS:
         return None  # not a role: "Who is the report written for", "the name of the most widely used ..."
     stems = tokenize(head)
     return stems[0] if len(stems) == 1 else None
@@ -281,8 +281,8 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
     ``TokenAligner.alignment`` of the question and the best sentence.
 
     ``type_gap_top``: no top sentence supplies the asked-for number, date or role holder
-    (``asked_role``) *about what the question names*: a sentence that gives a figure counts only when it, the sentence before it or the title
-    names the question's names too (``window_of(c, after=False)``): "How many IS-K fighters are near
+    (``asked_role``) *about what the question names*: a sentence that gives one counts only when
+    it, the sentence before it or the title names the question's names too (``window_of(c, after=False)``): "How many IS-K fighters are near
     the Uzbek border?" is not answered by a figure for the provinces bordering Tajikistan."""
     best = ranked[0]
     window_text = window_of(best)
