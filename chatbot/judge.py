@@ -282,8 +282,9 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
 
     ``type_gap_top``: no top sentence supplies the asked-for number, date or role holder
     (``asked_role``) *about what the question names*: a sentence that gives one counts only when
-    it, the sentence before it or the title names the question's names too (``window_of(c, after=False)``): "How many IS-K fighters are near
-    the Uzbek border?" is not answered by a figure for the provinces bordering Tajikistan."""
+    it, the sentence before it or the title names the question's names too
+    (``window_of(c, after=False)``): "How many IS-K fighters are near the Uzbek border?" is not
+    answered by a figure for the provinces bordering Tajikistan."""
     best = ranked[0]
     window_text = window_of(best)
     terms = profile.terms
