@@ -3,8 +3,9 @@
 1. Every sentence of the retrieved passages is a candidate (deduplicated across overlapping chunks).
 2. Each is scored against the question: its MiniLM cosine to the question (vectors stored at
    ingest, ``chatbot.relevance``), IDF-weighted coverage of the question's terms by the sentence
-   (plus, at half weight, by its neighbours and its document title; a state named by its capital
-   or demonym counts as the state), the rank of its passage, and a small bonus when the sentence
+   (not the words that only say it asks for a view or a reason: "see", "what drives"; plus, at
+   half weight, by its neighbours and its document title; a state named by its capital or demonym
+   counts as the state), the rank of its passage, and a small bonus when the sentence
    has the kind of token the question asks for (a number for "how many", a date for "when", a
    name for "who", a stated cause for "why", reported speech for a question about an actor's
    position).
@@ -23,13 +24,13 @@ from functools import lru_cache
 from typing import Sequence
 
 from chatbot.brief.gazetteer import default_gazetteer
-from chatbot.judge import DETAIL_KINDS, asks_for, supplies
+from chatbot.judge import DETAIL_KINDS, asks_for, reason_opening, supplies
 from chatbot.retrieve import Passage
 from chatbot.types import Citation
 from ingest.lexical import STOPWORDS, LexicalIndex, tokenize
 
 # Question words that carry no topic (tokenize() already drops common stop words).
-QUESTION_NOISE = frozenset(tokenize("many much kind type sort name named called happen happened describe"))
+QUESTION_NOISE = frozenset(tokenize("many much kind type sort name named called happen happened describe toward towards"))
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
                      r"fifty|hundred|thousand|million|billion|half|third|quarter|fifth|sixth|dozen)\b", re.I)
 _YEAR_OR_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(January|February|March|April|May|June|July|August|"
@@ -46,6 +47,12 @@ _POSITION = re.compile(r"^(?:what (?:is|are|was|were) [\w’'\s-]*?\b(?:line|pos
                        r"policy|demands|conditions|positions)\b|how (?:does|do|did) .+ \b(?:see|view|regard|perceive)\b|"
                        r"what (?:does|do|did) .+ \b(?:say|want|think|argue|demand|claim|believe)\b|"
                        r"what (?:argument|arguments|demands|conditions|case)\b)", re.I)
+# The words of a position question that say it asks for a view, not what the view is about ("How does
+# Tajikistan *see* the Taliban?", "What is Kazakhstan's *approach* to …"). In a small collection they
+# are rare, so their IDF ranked a sentence that happens to "see" something above one about Tajikistan.
+# The opening of a reason question ("What *drives* …", "What *explains* …") is dropped the same way.
+POSITION_FRAME = frozenset(tokenize("see view views regard perceive line stance position positions approach attitude "
+                                    "think believe"))
 _REPORTED = re.compile(r"\b(?:said|says|saying|stated|states|told|insists?|insisted|argued?|argues|claims?|claimed|"
                        r"called|warned|according to)\b|[“”\"]", re.I)
 
@@ -83,11 +90,14 @@ class QuestionProfile:
 
     @classmethod
     def of(cls, question: str, index: LexicalIndex) -> "QuestionProfile":
-        terms = {t: index.idf(t) for t in question_terms(question)}
-        total = sum(terms.values()) or 1.0
-        absent = sum(w for t, w in terms.items() if not index.contains(t)) / total
         kind = answer_type(question) or ("reason" if asks_for(question) == "reason" else None) or (
             "position" if _POSITION.match(" ".join(question.split())) else None)
+        words = question_terms(question)
+        frame = POSITION_FRAME if kind == "position" else frozenset(tokenize(reason_opening(question)))
+        words = [t for t in words if t not in frame] or words
+        terms = {t: index.idf(t) for t in words}
+        total = sum(terms.values()) or 1.0
+        absent = sum(w for t, w in terms.items() if not index.contains(t)) / total
         return cls(terms, kind, absent)
 
 

@@ -103,6 +103,13 @@ def asks_for(question: str) -> str | None:
     return None
 
 
+def reason_opening(question: str) -> str:
+    """The opening of a reason question ("What drives", "What explains"): it says what is asked, not
+    what about. '' for other questions."""
+    m = dict(_KINDS)["reason"].match(" ".join(question.strip().split()))
+    return m.group() if m else ""
+
+
 def _norm(word: str) -> str:
     return word.lower().strip("’'-").removesuffix("’s").removesuffix("'s")
 

@@ -78,6 +78,23 @@ def test_absent_terms_are_measured_against_the_index():
     assert QuestionProfile.of("Which envoys did Kazakhstan accredit?", index).absent == 0.0
 
 
+def test_the_words_that_ask_for_a_view_or_a_reason_do_not_rank_sentences():
+    """ "How does Tajikistan *see* the Taliban?": in a small collection "see" is rarer than
+    "Tajikistan", so as a term it ranked the sentence that happens to "see" something first."""
+    text = ("Central Asian countries see no alternative to engaging with the Taliban. Kazakhstan and the Taliban "
+            "trade grain.\n\nTajikistan remains the most resistant to engagement with the Taliban. Tajikistan and "
+            "the Taliban share a long border. Tajikistan hosts exiles who fight the Taliban.")
+    passages, chunks = _passages(text)
+    index = _index(chunks)
+    profile = QuestionProfile.of("How does Tajikistan see the Taliban?", index)
+    assert profile.kind == "position" and set(profile.terms) == {"tajikistan", "taliban"}
+    assert score_candidates(profile, candidates(passages))[0].text.startswith("Tajikistan")
+    assert set(QuestionProfile.of("What explains Tajikistan's policy toward the Taliban?", index).terms) == {
+        "tajikistan", "polici", "taliban"}
+    # a question that is all frame keeps its words
+    assert set(QuestionProfile.of("What is the approach?", index).terms) == {"approach"}
+
+
 def test_answer_types_and_terms():
     assert answer_type("How many people live there?") == "number"
     assert answer_type("When was it built?") == "date"
