@@ -16,7 +16,9 @@ Levels (``SupportPolicy`` in chatbot.answerer): ``answered`` when the probabilit
 threshold, one of the top sentences supplies the number or date a question asks for, or names the
 role whose holder it asks for ("Who is Turkmenistan's foreign minister?"), about what the question
 names (``type_gap_top`` is 0), and every name of the question occurs in the index
-(``names_unknown`` is 0); else ``partial`` when the best evidence is on the question's topic (the
+(``names_unknown`` is 0), and the top sentences name the question's names other than as items of a
+list ("… countries – Uzbekistan, Turkmenistan, Kyrgyzstan, Russia, China …" says nothing of what
+China's foreign ministry said: ``names_listed_only`` is 0); else ``partial`` when the best evidence is on the question's topic (the
 sources cover it, not the detail asked); else ``none``.
 """
 from __future__ import annotations
@@ -85,6 +87,7 @@ FEATURES = (
     "alignment",  # how well the question's worst-matched words are matched, in context (relevance.TokenAligner)
     "alignment_mean",  # how well all its content words are matched, on average (a soft coverage)
     "type_gap_top",  # no sentence of the top SUPPLY_TOP supplies the asked-for kind (or role holder)
+    "names_listed_only",  # the top SUPPLY_TOP sentences name the question's names only as items of lists
 )
 SUPPLY_TOP = 2  # type_gap_top: the top sentences, any of which may supply the asked-for kind
 # Kinds of answer whose absence a sentence shows reliably (a figure, a date). A question asking for
@@ -269,6 +272,24 @@ def _present(name: str, text_lower: str, stems: set[str]) -> bool:
     return bool(toks) and all(t in stems or any(s.startswith(t[:5]) for s in stems if len(t) >= 5) for t in toks)
 
 
+_ITEM = r"[A-Z][\w’'.-]*(?: (?:of |the )?[A-Z][\w’'.-]*)*"  # a capitalised name of one or more words
+# a list of three or more names: "Turkmenistan, Uzbekistan, and Tajikistan", "Russia, China, Qatar"
+_LIST = re.compile(rf"{_ITEM}(?:, {_ITEM})+,? (?:and|or) {_ITEM}|{_ITEM}(?:, {_ITEM}){{2,}}")
+
+
+def listed_only(groups: Sequence[str], texts: Sequence[str]) -> bool:
+    """The names of ``groups`` (``name_groups``, not figures) occur in ``texts``, and every time as an
+    item of a list of three or more names: the texts mention them, they say nothing about them.
+    Lists of two ("Kyrgyzstan and Turkmenistan each have …") are statements about both."""
+    inside: list[bool] = []
+    for text in texts:
+        lists = [(m.start(), m.end()) for m in _LIST.finditer(text)]
+        for g in groups:
+            for m in re.finditer(rf"(?<!\w){re.escape(g.split()[0])}", text, re.I):
+                inside.append(any(a <= m.start() < b for a, b in lists))
+    return bool(inside) and all(inside)
+
+
 def names_in(groups: Sequence[str], text: str) -> bool:
     """Each name of ``groups`` (``name_groups``: one of its words suffices) occurs in ``text``, a
     state also when named by its capital or demonym ("Uzbek", "Tashkent": Uzbekistan)."""
@@ -330,6 +351,7 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
         "type_gap_top": float((kind in DETAIL_KINDS or role is not None) and not any(
             (supplies(kind, c.text, question) if role is None else role_supplied(c.text, question, role))
             and names_in(named, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
+        "names_listed_only": float(listed_only(named, [c.text for c in ranked[:SUPPLY_TOP]])),
     }
 
 

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asks_for, features, question_names, role_supplied,
-                           supplies)
+from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asks_for, features, listed_only, question_names,
+                           role_supplied, supplies)
 from chatbot.answerer import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
 from chatbot.settings import AnswerSettings
@@ -94,6 +94,22 @@ def test_features_describe_the_best_sentence():
     assert g["names_unknown"] == 1.0
 
 
+def test_a_name_given_only_as_an_item_of_a_list_is_not_talked_about():
+    hosts = ("“Let me remind you that such missions are already present in a number of countries – Uzbekistan, "
+             "Turkmenistan, Kyrgyzstan, Russia, China, Qatar, the UAE”, he said.")
+    border = "Three Central Asian countries—Turkmenistan, Uzbekistan, and Tajikistan—border Afghanistan."
+    assert listed_only(["china", "taliban"], [hosts])  # "What did China's foreign ministry say …?"
+    assert listed_only(["turkmenistan"], [border, "Afghanistan is a market."])
+    assert not listed_only(["china"], [hosts, "China said it would not recognise the Taliban."])
+    assert not listed_only(["afghanistan"], [border])  # what the list is about
+    assert not listed_only(["kyrgyzstan"], ["Kyrgyzstan and Turkmenistan each have a sixth of its population."])
+    assert not listed_only(["tajikistan"], ["Nothing here names it."])  # not mentioned: other rules decide
+    ranked = [_Cand(hosts, 1.0, 0.4, 0.6), _Cand(border, 0.4, 0.0, 0.1)]
+    f = features("What did China's foreign ministry say about the envoys?", _Profile(), ranked,
+                 lambda c, after=True: c.text, _Index(), (0.7, 0.8))
+    assert f["names_listed_only"] == 1.0
+
+
 def test_the_shipped_model_is_readable_and_monotone_where_it_should_be():
     raw = json.loads(MODEL_FILE.read_text())
     assert raw["command"].startswith("python benchmarks/train_judge.py")
@@ -116,6 +132,7 @@ def test_support_levels_and_settings():
     assert policy.level(0.3, {"semantic": 0.2, "window": 0.2}) == NONE
     assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "type_gap_top": 1.0}) == PARTIAL
     assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "names_unknown": 1.0}) == NONE
+    assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "names_listed_only": 1.0}) == PARTIAL
     answer = AnswerSettings.from_env({"QA_ANSWER_THRESHOLD": "0.7", "QA_TOPIC_SEMANTIC": "0.3"})
     assert SupportPolicy(**answer.policy_values()).threshold == 0.7
     assert SupportPolicy(**answer.policy_values()).topic_semantic == 0.3
