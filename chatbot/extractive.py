@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from chatbot.brief.gazetteer import default_gazetteer
-from chatbot.judge import DETAIL_KINDS, asks_for, reason_opening, supplies
+from chatbot.judge import DETAIL_KINDS, asks_for, names_in, reason_opening, supplies
 from chatbot.retrieve import Passage
 from chatbot.types import Citation
 from ingest.lexical import STOPWORDS, LexicalIndex, tokenize
@@ -298,8 +298,10 @@ def window_text(cands: Sequence[Candidate], best: Candidate, after: bool = True)
 def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig(),
            per_actor: bool = False, question: str | None = None) -> list[Candidate]:
     """Best sentence plus close runners-up within the budget, best first (issue 10: an answer leads
-    with its best evidence, not with document order). ``per_actor``: a question about several
-    actors ("Central Asian states") takes the best sentence of each actor before a second one of any.
+    with its best evidence, not with document order). A question that sets names side by side ("How do
+    Tajikistan and Uzbekistan differ …?", ``compared``) takes the best sentence about each of them
+    alone first. ``per_actor``: a question about several actors ("Central Asian states") takes the
+    best sentence of each actor before a second one of any.
     ``question`` asking for a number or a date: runners-up must supply one (``chatbot.judge.supplies``)."""
     if not ranked:
         return []
@@ -310,7 +312,15 @@ def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig(
     kind = asks_for(question) if question else None
     if kind in DETAIL_KINDS:
         pool = [c for c in pool if supplies(kind, c.text, question)]
-    if per_actor:
+    named = compared(question) if question and kind in (None, "reason") else []  # not "Who was …, A and B?"
+    if len(named) > 1:  # "How do Tajikistan and Uzbekistan differ …?": the best sentence about each first
+        first: list[Candidate] = []
+        for a in named:
+            c = next((c for c in [best, *pool] if about_only(c.text, a, named)), None)
+            if c is not None and c is not best and all(c is not f for f in first):
+                first.append(c)
+        pool = first + [c for c in pool if all(c is not f for f in first)]
+    elif per_actor:
         seen = {actor(best.text)}
         first = []
         for c in pool:
@@ -343,6 +353,26 @@ def actor(sentence: str) -> str:
         if word not in STOPWORDS:
             return word
     return ""
+
+
+_NAMED = r"[A-Z][\w’'-]+"
+_COMPARED = re.compile(rf"(?<!^)\b{_NAMED}(?:(?:,| and| or| versus| vs\.?) (?:the )?{_NAMED})+")
+
+
+def compared(question: str) -> list[str]:
+    """The names a question sets side by side ("How do Tajikistan and Uzbekistan differ?",
+    "What do Kazakhstan, Uzbekistan and Turkmenistan want?"), lower case; [] for fewer than two."""
+    for m in _COMPARED.finditer(question):
+        names = [w.lower().removesuffix("’s").removesuffix("'s") for w in re.findall(_NAMED, m.group())]
+        names = [n for n in dict.fromkeys(names) if n not in STOPWORDS]
+        if len(names) > 1:
+            return names
+    return []
+
+
+def about_only(sentence: str, name: str, named: Sequence[str]) -> bool:
+    """The sentence names ``name`` (a state also by its capital or demonym) and none of the others."""
+    return names_in([name], sentence) and not any(names_in([o], sentence) for o in named if o != name)
 
 
 def spans_actors(question: str) -> bool:

@@ -7,6 +7,7 @@ from chatbot.extractive import (
     QuestionProfile,
     answer_type,
     candidates,
+    compared,
     question_terms,
     score_candidates,
     select,
@@ -93,6 +94,24 @@ def test_the_words_that_ask_for_a_view_or_a_reason_do_not_rank_sentences():
         "tajikistan", "polici", "taliban"}
     # a question that is all frame keeps its words
     assert set(QuestionProfile.of("What is the approach?", index).terms) == {"approach"}
+
+
+def test_a_comparison_quotes_the_best_sentence_about_each_name_it_compares():
+    text = ("Uzbekistan holds talks with the Taliban on the canal. Uzbekistan sends aid with the West. Uzbekistan "
+            "and Tajikistan border Afghanistan.\n\nTajikistan remains the most resistant to the Taliban.")
+    passages, chunks = _passages(text)
+    question = "How do Tajikistan and Uzbekistan differ on the Taliban?"
+    assert compared(question) == ["tajikistan", "uzbekistan"]
+    assert compared("What do Kazakhstan, Uzbekistan and Turkmenistan want?") == ["kazakhstan", "uzbekistan",
+                                                                               "turkmenistan"]
+    assert compared("Who won Super Bowl 50?") == [] and compared("Why does Tashkent engage the Taliban?") == []
+    ranked = score_candidates(QuestionProfile.of(question, _index(chunks)), candidates(passages))
+    semantic_order = [c for c in ranked if c.text.startswith("Uzbekistan")] + [
+        c for c in ranked if not c.text.startswith("Uzbekistan")]  # as if meaning put Uzbekistan's first
+    chosen = select(semantic_order, ExtractiveConfig(keep_ratio=0.0), question=question)
+    assert [c.text for c in chosen[:2]] == ["Uzbekistan holds talks with the Taliban on the canal.",
+                                            "Tajikistan remains the most resistant to the Taliban."]
+    assert [c.text for c in select(semantic_order, ExtractiveConfig(keep_ratio=0.0))][1].startswith("Uzbekistan")
 
 
 def test_answer_types_and_terms():
