@@ -243,7 +243,8 @@ def main() -> int:
                  "p = sigmoid(bias + sum(coef * (x - mean) / scale)); answered when p >= QA_ANSWER_THRESHOLD "
                  "and, for a question asking for a number, a date or the holder of a role, one of the top two "
                  "sentences supplies one about what the question names, and those sentences name the "
-                 "question's names other than as items of a list (SupportPolicy.answers). cross_set: figures of models that never saw the scored questions.",
+                 "question's names other than as items of a list (SupportPolicy.answers). cross_set: "
+                 "figures of models that never saw the scored questions.",
         "command": "python benchmarks/train_judge.py --write",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "embedding_model": embedder.model_id,

@@ -30,7 +30,8 @@ from chatbot.types import Citation
 from ingest.lexical import STOPWORDS, LexicalIndex, tokenize
 
 # Question words that carry no topic (tokenize() already drops common stop words).
-QUESTION_NOISE = frozenset(tokenize("many much kind type sort name named called happen happened describe toward towards"))
+QUESTION_NOISE = frozenset(tokenize("many much kind type sort name named called happen happened describe toward "
+                                    "towards"))
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
                      r"fifty|hundred|thousand|million|billion|half|third|quarter|fifth|sixth|dozen)\b", re.I)
 _YEAR_OR_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(January|February|March|April|May|June|July|August|"
@@ -341,7 +342,8 @@ def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig(
     return chosen
 
 
-_ACTOR = re.compile(r"\b[A-Z][\w’'-]+")
+_NAME_WORD = r"[A-Z][\w’'-]+"
+_ACTOR = re.compile(rf"\b{_NAME_WORD}")
 _GROUP = re.compile(r"\b(?:states|countries|governments|neighbou?rs|members|sides|parties|nations|capitals|"
                     r"powers|regimes|leaders)\b|\b(?:differ|difference|compare|comparison|versus|vs)\b", re.I)
 
@@ -355,15 +357,14 @@ def actor(sentence: str) -> str:
     return ""
 
 
-_NAMED = r"[A-Z][\w’'-]+"
-_COMPARED = re.compile(rf"(?<!^)\b{_NAMED}(?:(?:,| and| or| versus| vs\.?) (?:the )?{_NAMED})+")
+_COMPARED = re.compile(rf"(?<!^)\b{_NAME_WORD}(?:(?:,| and| or| versus| vs\.?) (?:the )?{_NAME_WORD})+")
 
 
 def compared(question: str) -> list[str]:
     """The names a question sets side by side ("How do Tajikistan and Uzbekistan differ?",
     "What do Kazakhstan, Uzbekistan and Turkmenistan want?"), lower case; [] for fewer than two."""
     for m in _COMPARED.finditer(question):
-        names = [w.lower().removesuffix("’s").removesuffix("'s") for w in re.findall(_NAMED, m.group())]
+        names = [w.lower().removesuffix("’s").removesuffix("'s") for w in _ACTOR.findall(m.group())]
         names = [n for n in dict.fromkeys(names) if n not in STOPWORDS]
         if len(names) > 1:
             return names

@@ -18,8 +18,8 @@ role whose holder it asks for ("Who is Turkmenistan's foreign minister?"), about
 names (``type_gap_top`` is 0), and every name of the question occurs in the index
 (``names_unknown`` is 0), and the top sentences name the question's names other than as items of a
 list ("… countries – Uzbekistan, Turkmenistan, Kyrgyzstan, Russia, China …" says nothing of what
-China's foreign ministry said: ``names_listed_only`` is 0); else ``partial`` when the best evidence is on the question's topic (the
-sources cover it, not the detail asked); else ``none``.
+China's foreign ministry said: ``names_listed_only`` is 0); else ``partial`` when the best evidence
+is on the question's topic (the sources cover it, not the detail asked); else ``none``.
 """
 from __future__ import annotations
 
