@@ -275,15 +275,17 @@ def _present(name: str, text_lower: str, stems: set[str]) -> bool:
 _ITEM = r"[A-Z][\w’'.-]*(?: (?:of |the )?[A-Z][\w’'.-]*)*"  # a capitalised name of one or more words
 # a list of three or more names: "Turkmenistan, Uzbekistan, and Tajikistan", "Russia, China, Qatar"
 _LIST = re.compile(rf"{_ITEM}(?:, {_ITEM})+,? (?:and|or) {_ITEM}|{_ITEM}(?:, {_ITEM}){{2,}}")
+_LIST_OR_PAIR = re.compile(rf"{_ITEM}(?:, {_ITEM})*,? (?:and|or) {_ITEM}|{_ITEM}(?:, {_ITEM}){{2,}}")
 
 
-def listed_only(groups: Sequence[str], texts: Sequence[str]) -> bool:
+def listed_only(groups: Sequence[str], texts: Sequence[str], pairs: bool = False) -> bool:
     """The names of ``groups`` (``name_groups``, not figures) occur in ``texts``, and every time as an
     item of a list of three or more names: the texts mention them, they say nothing about them.
-    Lists of two ("Kyrgyzstan and Turkmenistan each have …") are statements about both."""
+    A pair ("Kyrgyzstan and Turkmenistan each have …") is a statement about both, except with
+    ``pairs``, for a question about an actor's view or motive: it does not give Kyrgyzstan's view."""
     inside: list[bool] = []
     for text in texts:
-        lists = [(m.start(), m.end()) for m in _LIST.finditer(text)]
+        lists = [(m.start(), m.end()) for m in (_LIST_OR_PAIR if pairs else _LIST).finditer(text)]
         for g in groups:
             for m in re.finditer(rf"(?<!\w){re.escape(g.split()[0])}", text, re.I):
                 inside.append(any(a <= m.start() < b for a, b in lists))
@@ -351,7 +353,8 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
         "type_gap_top": float((kind in DETAIL_KINDS or role is not None) and not any(
             (supplies(kind, c.text, question) if role is None else role_supplied(c.text, question, role))
             and names_in(named, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
-        "names_listed_only": float(listed_only(named, [c.text for c in ranked[:SUPPLY_TOP]])),
+        "names_listed_only": float(listed_only(named, [c.text for c in ranked[:SUPPLY_TOP]],
+                                               pairs=kind == "reason" or profile.kind == "position")),
     }
 
 

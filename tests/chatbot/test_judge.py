@@ -103,6 +103,8 @@ def test_a_name_given_only_as_an_item_of_a_list_is_not_talked_about():
     assert not listed_only(["china"], [hosts, "China said it would not recognise the Taliban."])
     assert not listed_only(["afghanistan"], [border])  # what the list is about
     assert not listed_only(["kyrgyzstan"], ["Kyrgyzstan and Turkmenistan each have a sixth of its population."])
+    # … but it gives no view or motive of either: "How does Kyrgyzstan see the Taliban?"
+    assert listed_only(["kyrgyzstan"], ["Kyrgyzstan and Turkmenistan each have a sixth of its population."], pairs=True)
     assert not listed_only(["tajikistan"], ["Nothing here names it."])  # not mentioned: other rules decide
     ranked = [_Cand(hosts, 1.0, 0.4, 0.6), _Cand(border, 0.4, 0.0, 0.1)]
     f = features("What did China's foreign ministry say about the envoys?", _Profile(), ranked,
