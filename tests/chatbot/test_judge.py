@@ -69,6 +69,7 @@ class _Cand:
 class _Profile:
     terms = {"railway": 2.0, "long": 3.0}
     absent = 0.0
+    kind = None
 
 
 class _Index:
