@@ -140,7 +140,7 @@ def _instrument(service) -> dict[str, float]:
 
     retriever = service.retriever
     timed(retriever.embedder, "embed_query", "embed_query")
-    timed(service.store, "query", "dense_query")
+    timed(service.store, "nearest", "dense_query")
     timed(service.store, "get_chunks", "get_chunks")
     timed(service.store, "published_state", "published_state")
     timed(retriever, "documents", "documents")

@@ -196,17 +196,15 @@ class HybridRetriever:
             mask = index.mask(cid for cid in index.chunk_ids if cid.startswith(prefixes))
         n = max(cfg.candidates, top_k)
         vec = self.embedder.embed_query(query) if vector is None else vector
-        dense = self.store.query(vec, n, allowed) if cfg.w_dense > 0 else []
+        dense = self.store.nearest(vec, n, allowed) if cfg.w_dense > 0 else []
         lex = index.search(query, n, mask) if cfg.w_lexical > 0 else []
         return self.fuse(dense, lex, top_k)
 
-    def fuse(self, dense: Sequence[StoredChunk], lex: Sequence[tuple[str, float]], top_k: int) -> list[Passage]:
-        """Fuse the two rankings (``fuse_rankings``), then load the text of lexical-only winners."""
-        by_id = {sc.chunk.chunk_id: sc for sc in dense}
-        fused = fuse_rankings([(cid, sc.score) for cid, sc in by_id.items()], lex, self.config)[:top_k]
-        missing = [cid for cid, _ in fused if cid not in by_id]
-        by_id.update({sc.chunk.chunk_id: sc for sc in self.store.get_chunks(missing)})
-        dense_at = {sc.chunk.chunk_id: (rank, sc.score) for rank, sc in enumerate(dense, 1)}
+    def fuse(self, dense: Sequence[tuple[str, float]], lex: Sequence[tuple[str, float]], top_k: int) -> list[Passage]:
+        """Fuse the two rankings of (chunk id, score) (``fuse_rankings``), then load the winners' text."""
+        fused = fuse_rankings(dense, lex, self.config)[:top_k]
+        by_id = {sc.chunk.chunk_id: sc for sc in self.store.get_chunks([cid for cid, _ in fused])}
+        dense_at = {cid: (rank, score) for rank, (cid, score) in enumerate(dense, 1)}
         lex_at = {cid: (rank, score) for rank, (cid, score) in enumerate(lex, 1)}
         passages = []
         for cid, score in fused:

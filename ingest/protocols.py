@@ -106,6 +106,10 @@ class Store(Protocol):
 
     def count_chunks(self) -> int: ...
 
+    def nearest(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the ``k`` nearest chunks, best first, without their text."""
+        ...
+
     def query(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[StoredChunk]:
         """The ``k`` nearest chunks, best first, ``score`` = cosine similarity."""
         ...

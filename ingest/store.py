@@ -17,6 +17,7 @@ Chroma's "distance" is converted to a similarity (``1 - cosine distance``) here 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
@@ -304,21 +305,25 @@ class IndexStore:
     def count_chunks(self) -> int:
         return self.chunks.count()
 
-    def query(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[StoredChunk]:
-        """The ``k`` chunks nearest ``vector`` (best first; ``doc_ids``: only those documents' chunks)."""
+    def nearest(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """Ids and cosine similarities of the ``k`` chunks nearest ``vector`` (best first; ``doc_ids``:
+        only those documents' chunks). No text or metadata: a chunk's metadata holds its sentence
+        vectors, and reading 40 chunks' of them from SQLite cost 4-5 times the search itself at 100k
+        chunks (benchmarks/RESULTS.md); ``get_chunks`` reads the few a caller keeps."""
         if doc_ids is not None and not doc_ids:
             return []
         # Chroma returns fewer than k when the collection (or the filter) has fewer: no count() needed.
         where = {"doc_id": {"$in": list(doc_ids)}} if doc_ids is not None else None
-        res = self.chunks.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k, where=where,
-            include=["documents", "metadatas", "distances"],
-        )
-        return [
-            stored_chunk(cid, text, meta, 1.0 - float(dist))
-            for cid, text, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
-            if meta is not None  # deleted by another process since this one last caught up
-        ]
+        res = self.chunks.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k, where=where,
+                                include=["distances"])
+        return [(cid, 1.0 - float(dist)) for cid, dist in zip(res["ids"][0], res["distances"][0])]
+
+    def query(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[StoredChunk]:
+        """The ``k`` chunks nearest ``vector`` (best first; ``doc_ids``: only those documents' chunks)."""
+        hits = self.nearest(vector, k, doc_ids)
+        by_id = {sc.chunk.chunk_id: sc for sc in self.get_chunks([cid for cid, _ in hits])}
+        # a chunk deleted by another process since this one last caught up is left out
+        return [replace(by_id[cid], score=score) for cid, score in hits if cid in by_id]
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[StoredChunk]:
         if not chunk_ids:

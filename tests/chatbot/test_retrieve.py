@@ -1,7 +1,6 @@
 """Fusion logic of the hybrid retriever: pure, fast, deterministic (no model, no Chroma)."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,11 +148,11 @@ class FakeStore:
     def list_documents(self):
         return [DocRecord(d, t, {"source": s}, [f"/{d}.md"], ["h"], COMPLETE, 1) for d, (t, _, s) in DOCS.items()]
 
-    def query(self, vector, k, doc_ids=None):
+    def nearest(self, vector, k, doc_ids=None):
         allowed = set(doc_ids) if doc_ids is not None else None
-        hits = [replace(sc, score=float(_vector(sc.chunk.text) @ vector)) for sc in self.chunks.values()
+        hits = [(cid, float(_vector(sc.chunk.text) @ vector)) for cid, sc in self.chunks.items()
                 if allowed is None or sc.chunk.doc_id in allowed]
-        return sorted(hits, key=lambda sc: -sc.score)[:k]
+        return sorted(hits, key=lambda h: -h[1])[:k]
 
     def get_chunks(self, chunk_ids):
         self.fetched.extend(chunk_ids)
@@ -162,7 +161,7 @@ class FakeStore:
 
 def _retriever(**config):
     store = FakeStore()
-    retriever = HybridRetriever(store, FakeEmbedder(), RetrievalConfig(top_k=3, candidates=3, **config))
+    retriever = HybridRetriever(store, FakeEmbedder(), RetrievalConfig(**{"top_k": 3, "candidates": 3, **config}))
     retriever._lexical = LexicalIndex.build(((cid, sc.chunk.text) for cid, sc in store.chunks.items()), "t")
     return retriever, store
 
@@ -192,7 +191,12 @@ def test_lexical_only_winners_are_fetched_with_their_text():
     assert passages[0].chunk.chunk.doc_id == "doc2"
     assert passages[0].chunk.chunk.text.startswith("The TAPI")
     assert passages[0].dense_rank is None and passages[0].lexical_rank == 1
-    assert store.fetched  # only the chunks the dense search did not return are fetched
+
+
+def test_only_the_passages_kept_are_read_from_the_store():
+    retriever, store = _retriever(candidates=4)
+    passages = retriever.retrieve("Which canal takes water from the Amu Darya?", top_k=2)
+    assert store.fetched == [p.chunk.chunk.chunk_id for p in passages] and len(passages) == 2
 
 
 # --------------------------------------------------------------- BM25 settings (ingest/lexical.py)
