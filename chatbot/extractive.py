@@ -357,7 +357,7 @@ def actor(sentence: str) -> str:
     return ""
 
 
-_COMPARED = re.compile(rf"(?<!^)\b{_NAME_WORD}(?:(?:,| and| or| versus| vs\.?) (?:the )?{_NAME_WORD})+")
+_COMPARED = re.compile(rf"(?<!^)\b{_NAME_WORD}(?:(?:,? and|,? or|,| versus| vs\.?) (?:the )?{_NAME_WORD})+")
 
 
 def compared(question: str) -> list[str]:

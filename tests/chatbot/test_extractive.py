@@ -102,8 +102,8 @@ def test_a_comparison_quotes_the_best_sentence_about_each_name_it_compares():
     passages, chunks = _passages(text)
     question = "How do Tajikistan and Uzbekistan differ on the Taliban?"
     assert compared(question) == ["tajikistan", "uzbekistan"]
-    assert compared("What do Kazakhstan, Uzbekistan and Turkmenistan want?") == ["kazakhstan", "uzbekistan",
-                                                                               "turkmenistan"]
+    for listed in ("Kazakhstan, Uzbekistan and Turkmenistan", "Kazakhstan, Uzbekistan, and Turkmenistan"):
+        assert compared(f"What do {listed} want?") == ["kazakhstan", "uzbekistan", "turkmenistan"]
     assert compared("Who won Super Bowl 50?") == [] and compared("Why does Tashkent engage the Taliban?") == []
     ranked = score_candidates(QuestionProfile.of(question, _index(chunks)), candidates(passages))
     semantic_order = [c for c in ranked if c.text.startswith("Uzbekistan")] + [
