@@ -169,27 +169,12 @@ _MONEY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|pounds?|yen|yuan|rupees?|r
 _QUANTITY = re.compile(rf"^what (?:is|was|are|were) (?:the )?((?:[\w’'-]+ ){{0,4}}?)({_QUANTITY_NOUNS})\b"
                        rf"(?: of ((?:[\w’'-]+ ?){{1,4}}))?", re.I)
 _HOW_UNIT = re.compile(r"how (long|far|old|tall|high)\b", re.I)
-# "how much worse", "how many more": a comparison, not a counted thing
-_COMPARATIVE = frozenset("more less fewer worse better further farther larger smaller bigger higher lower heavier "
-                         "lighter longer shorter greater older younger faster slower cheaper".split())
 # A figure followed by a unit of length measures a length: "the 285-kilometre canal" says how long the
 # canal is, not how much water it takes, so it answers only a question about a length or distance.
 _LENGTH_AFTER = re.compile(r"[\s-]*(?:km|kilomet\w*|miles?|met(?:re|er)s?|feet|foot|yards?)\b", re.I)
 _ASKS_LENGTH = re.compile(r"\b(?:long|far|length|distance|wide|width|kilomet\w*|km|miles?|met(?:re|er)s?|feet|foot|"
                           r"yards?)\b", re.I)
 _PERCENT = re.compile(r"what (?:(?:is|was|are|were) the )?(?:percentage|percent|share|proportion|fraction)\b", re.I)
-
-
-def counted(question: str) -> str | None:
-    """The thing a "how many / how much" question counts, as written ("wheat" in "How much wheat does
-    Kazakhstan export …?"), or None ("how much of …", "how much worse …", "how much does it cost")."""
-    if _MONEY_ASKED.search(question):
-        return None
-    many = _HOW_MANY.search(question)
-    if not many or many.group(1)[0].isupper():  # "how many Taliban diplomats": the name is not the thing
-        return None
-    word = many.group(1).lower()
-    return None if word in STOPWORDS or word in _COMPARATIVE else word
 
 
 def _number_supplied(sentence: str, question: str) -> bool:
@@ -329,9 +314,7 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
     (``asked_role``) *about what the question names*: a sentence that gives one counts only when
     it, the sentence before it or the title names the question's names too
     (``window_of(c, after=False)``): "How many IS-K fighters are near the Uzbek border?" is not
-    answered by a figure for the provinces bordering Tajikistan. It is 1 too when what a "how many /
-    how much" question counts (``counted``) is nowhere in the index: "How much wheat does Kazakhstan
-    export?" is not answered by "With 41 million people, Afghanistan is also an important market"."""
+    answered by a figure for the provinces bordering Tajikistan."""
     best = ranked[0]
     window_text = window_of(best)
     terms = profile.terms
@@ -348,9 +331,6 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
     names_missing_sentence = (sum(not _present(n, own_lower, own_stems) for n in names) / len(names)) if names else 0.0
     kind = asks_for(question)
     role = asked_role(question)
-    thing = counted(question)
-    # what a "how much" question counts is nowhere in the sources: no figure in them is its amount
-    uncounted = thing is not None and bool(stems := tokenize(thing)) and not any(index.contains(t) for t in stems)
     named = [g for g in groups if not g[0].isdigit()]  # not figures: a year is often only in context
     q_neg = bool(_NEGATION.search(question))
     s_neg = bool(_NEGATION.search(best.text))
@@ -370,7 +350,7 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
         "margin": best.score - second,
         "alignment": alignment[0],
         "alignment_mean": alignment[1],
-        "type_gap_top": float(uncounted or (kind in DETAIL_KINDS or role is not None) and not any(
+        "type_gap_top": float((kind in DETAIL_KINDS or role is not None) and not any(
             (supplies(kind, c.text, question) if role is None else role_supplied(c.text, question, role))
             and names_in(named, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
         "names_listed_only": float(listed_only(named, [c.text for c in ranked[:SUPPLY_TOP]],

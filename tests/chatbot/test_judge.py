@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asks_for, counted, features, listed_only,
-                           question_names, role_supplied, supplies)
+from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asks_for, features, listed_only, question_names,
+                           role_supplied, supplies)
 from chatbot.answerer import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
 from chatbot.settings import AnswerSettings
@@ -77,7 +77,7 @@ class _Index:
         return 4.0
 
     def contains(self, term):
-        return term in {"railway", "termez", "long", "fighter"}
+        return term in {"railway", "termez", "long"}
 
 
 def test_features_describe_the_best_sentence():
@@ -180,22 +180,6 @@ def test_a_length_answers_only_a_question_about_a_length():
     assert supplies("number", canal, "What is the length of the Qosh Tepa canal?")
     volume = "The canal will divert 10 cubic kilometres of water a year."
     assert supplies("number", volume, "How much water will the Qosh Tepa canal divert?")
-
-
-def test_no_figure_answers_how_much_of_a_thing_the_sources_never_mention():
-    """type_gap_top: what a "how many / how much" question counts is nowhere in the index ("wheat"),
-    so a figure near the question's other names ("Afghanistan") is not its amount."""
-    market = _Cand("With 41 million people, Afghanistan is also an important market for Central Asia.", 1.0)
-    same = lambda c, after=True: c.text  # noqa: E731
-    q = "How much wheat does Kazakhstan export to Afghanistan?"
-    assert counted(q) == "wheat"
-    assert features(q, _Profile(), [market], same, _Index(), (0.5, 0.5))["type_gap_top"] == 1.0
-    fighters = _Cand("Some 4,000 fighters are believed to be in Afghanistan.", 1.0)
-    assert features("How many fighters are in Afghanistan?", _Profile(), [fighters], same, _Index(),
-                    (0.5, 0.5))["type_gap_top"] == 0.0
-    # a name, a comparison or a share is not the counted thing
-    assert [counted(q) for q in ("How many Taliban diplomats work in Astana?", "How much worse has it become?",
-                                 "How much of the assets did the US freeze?", "How much does the canal cost?")] == [None] * 4
 
 
 def test_a_figure_counts_only_about_what_the_question_names():
