@@ -308,8 +308,8 @@ class IndexStore:
     def nearest(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """Ids and cosine similarities of the ``k`` chunks nearest ``vector`` (best first; ``doc_ids``:
         only those documents' chunks). No text or metadata: a chunk's metadata holds its sentence
-        vectors, and reading 40 chunks' of them from SQLite cost 4-5 times the search itself at 100k
-        chunks (benchmarks/RESULTS.md); ``get_chunks`` reads the few a caller keeps."""
+        vectors, and reading them for 40 candidates from SQLite cost 4-5 times the search itself at
+        100k chunks (benchmarks/RESULTS.md); ``get_chunks`` reads the few a caller keeps."""
         if doc_ids is not None and not doc_ids:
             return []
         # Chroma returns fewer than k when the collection (or the filter) has fewer: no count() needed.

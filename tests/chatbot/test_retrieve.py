@@ -1,7 +1,6 @@
 """Fusion logic of the hybrid retriever: pure, fast, deterministic (no model, no Chroma)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
