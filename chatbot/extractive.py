@@ -316,8 +316,9 @@ def select(ranked: list[Candidate], config: ExtractiveConfig = ExtractiveConfig(
     named = compared(question) if question and kind in (None, "reason") else []  # not "Who was …, A and B?"
     if len(named) > 1:  # "How do Tajikistan and Uzbekistan differ …?": the best sentence about each first
         first: list[Candidate] = []
+        mentions = [(c, mentioned(c.text, named)) for c in [best, *pool]]  # each sentence read once
         for a in named:
-            c = next((c for c in [best, *pool] if about_only(c.text, a, named)), None)
+            c = next((c for c, names in mentions if names == {a}), None)  # about ``a`` alone
             if c is not None and c is not best and all(c is not f for f in first):
                 first.append(c)
         pool = first + [c for c in pool if all(c is not f for f in first)]
@@ -371,9 +372,9 @@ def compared(question: str) -> list[str]:
     return []
 
 
-def about_only(sentence: str, name: str, named: Sequence[str]) -> bool:
-    """The sentence names ``name`` (a state also by its capital or demonym) and none of the others."""
-    return names_in([name], sentence) and not any(names_in([o], sentence) for o in named if o != name)
+def mentioned(sentence: str, named: Sequence[str]) -> set[str]:
+    """Which of ``named`` the sentence names (a state also by its capital or demonym)."""
+    return {n for n in named if names_in([n], sentence)}
 
 
 def spans_actors(question: str) -> bool:

@@ -273,9 +273,17 @@ def _present(name: str, text_lower: str, stems: set[str]) -> bool:
 
 
 _ITEM = r"[A-Z][\w’'.-]*(?: (?:of |the )?[A-Z][\w’'.-]*)*"  # a capitalised name of one or more words
+
+
+def _list_of(commas: str) -> re.Pattern:
+    """Names joined by commas and a last "and"/"or" (``commas``: how many ", name" before it), or three
+    or more by commas alone."""
+    return re.compile(rf"{_ITEM}(?:, {_ITEM}){commas},? (?:and|or) {_ITEM}|{_ITEM}(?:, {_ITEM}){{2,}}")
+
+
 # a list of three or more names: "Turkmenistan, Uzbekistan, and Tajikistan", "Russia, China, Qatar"
-_LIST = re.compile(rf"{_ITEM}(?:, {_ITEM})+,? (?:and|or) {_ITEM}|{_ITEM}(?:, {_ITEM}){{2,}}")
-_LIST_OR_PAIR = re.compile(rf"{_ITEM}(?:, {_ITEM})*,? (?:and|or) {_ITEM}|{_ITEM}(?:, {_ITEM}){{2,}}")
+_LIST = _list_of("+")
+_LIST_OR_PAIR = _list_of("*")  # ... or two: "Kyrgyzstan and Turkmenistan"
 
 
 def listed_only(groups: Sequence[str], texts: Sequence[str], pairs: bool = False) -> bool:
