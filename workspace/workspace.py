@@ -18,7 +18,7 @@ from chatbot.types import ANSWER_MODES, Answer, Citation, Filters, QAError
 from ingest.store import DocRecord
 from ingest.records import published_day
 from workspace.brief import BriefStatus, Briefs, brief_citations, parse_key
-from workspace.exports import EXPORT_SETS_KEPT, Exports
+from workspace.exports import Exports
 from workspace.library import Library, Progress, StagedUpload, UploadResult
 from workspace.overview import DocSummary, Overview, example_questions
 from workspace.session import Session, Turn, now_iso
@@ -260,5 +260,5 @@ class Workspace:
     def export_markdown(self, session: Session, scope: str = "conversation") -> str:
         return self.exports.export_markdown(session, scope)
 
-    def write_exports(self, session: Session, folder: Path, keep: int = EXPORT_SETS_KEPT) -> dict[str, Path]:
-        return self.exports.write_exports(session, folder, keep)
+    def write_exports(self, session: Session, folder: Path) -> dict[str, Path]:
+        return self.exports.write_exports(session, folder)

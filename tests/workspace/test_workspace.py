@@ -3,7 +3,9 @@ views and exports."""
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 
 import pytest
 
@@ -184,7 +186,14 @@ def test_exports_are_built_once_per_turn_and_safe_to_write_concurrently(ws, tmp_
         t.join()
     assert not errors and len(results) == 8
     assert all(json.loads(r["conversation.json"])["turns"][1]["question"].startswith("When will") for r in results)
-    assert len(list(folder.iterdir())) == 3 * 4  # only the latest three sets are kept
+    assert len(list(folder.iterdir())) == 10 * 4  # nothing written in the last ten minutes is deleted
+
+    an_hour_ago = time.time() - 3600
+    for p in folder.iterdir():
+        os.utime(p, (an_hour_ago, an_hour_ago))
+    latest = ws.write_exports(session, folder)
+    assert len(list(folder.iterdir())) == 3 * 4  # then only the latest three sets are kept
+    assert all(p.exists() for p in latest.values())
 
 
 def test_ask_stream_yields_the_growing_draft_then_the_turn(ws, monkeypatch):
