@@ -327,6 +327,7 @@ class ChildReader:
                             child = self._ready(limits.file_memory_mb)
                             for _tag, header, data in pending:
                                 child.send(header, data)
+                            started = time.monotonic()  # the budget is for reading, not the child's start-up
                     yield tag, outcome
             finally:
                 if pending and self._child is not None:  # abandoned mid-way (Ctrl-C, an error): out of step
