@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -298,9 +299,10 @@ class AccessMiddleware:
         keys = LoginThrottle.keys(user, client[0] if client else None)
         wait = self.throttle.wait(keys)
         if wait > 0:
+            seconds = max(1, math.ceil(wait))  # never "try again in 0 s"
             return await JSONResponse(
-                {"detail": f"Too many failed logins: try again in {wait:.0f} s."}, status_code=429,
-                headers={"Retry-After": str(max(1, round(wait)))})(scope, receive, send)
+                {"detail": f"Too many failed logins: try again in {seconds} s."}, status_code=429,
+                headers={"Retry-After": str(seconds)})(scope, receive, send)
 
         async def observed(message):
             if message["type"] == "http.response.start":
