@@ -222,6 +222,7 @@ class _Lease:
         beat = 0
         while not self._stop.wait(self.renew_every):
             n, holder = self._held
+            read_at = time.monotonic()  # a renewal counts from before its read: a pause mid-way must not look fresh
             try:
                 latest = self._latest()
                 if latest is None or latest[0] != n:
@@ -229,7 +230,7 @@ class _Lease:
                     return
                 beat += 1
                 self._col().update(ids=[f"lease-{n}"], metadatas=[{**holder.to_dict(), "n": n, "beat": beat}])
-                self._last_renewal = time.monotonic()
+                self._last_renewal = read_at
             except Exception as exc:  # the server is unreachable: check() reports it once the lease is stale
                 self._renew_error = f"cannot renew the lease ({type(exc).__name__}: {exc})"
 

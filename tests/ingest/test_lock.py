@@ -366,7 +366,7 @@ def test_server_lease_lost_by_a_paused_writer_is_detected(tmp_path, chroma_serve
 @pytest.mark.slow
 def test_server_concurrent_ingests_both_land(tmp_path, chroma_server, two_folders):
     folder_a, folder_b = two_folders
-    settings = Settings(index_dir=tmp_path / "local", chroma_url=chroma_server, lease_ttl=5)
+    settings = Settings(index_dir=tmp_path / "local", chroma_url=chroma_server, lease_ttl=10)  # renewed every ~1.7 s
     pending, go = tmp_path / "pending", tmp_path / "go"
     writer = python(BLOCKED_WRITER, settings.index_dir, folder_a, pending, go, chroma_server)
     wait_for_file(pending, writer)
@@ -378,7 +378,7 @@ def test_server_concurrent_ingests_both_land(tmp_path, chroma_server, two_folder
     deadline = time.monotonic() + 60
     while not said and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(6)  # longer than the TTL: the blocked writer's lease is renewed, not taken over
+    time.sleep(11)  # longer than the TTL: the blocked writer's lease is renewed, not taken over
     assert thread.is_alive()
     go.write_text("go")
     report_a = json.loads(finish(writer).strip().splitlines()[-1])
