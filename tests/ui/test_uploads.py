@@ -40,6 +40,8 @@ and a second line the pattern cannot match.
 The Quorvane pier was rebuilt in 2031.
 """
 
+STALL_S = 5.0  # a request to the app slower than this while it ingests is a stall (2 cores, Chromium running too)
+
 
 @dataclass(frozen=True)
 class App:
@@ -100,11 +102,12 @@ def test_a_catastrophic_regex_upload_does_not_stall_the_app(small_app, browser, 
         page.get_by_role("tab", name="Library").click()
         prober.start()  # from the upload on: on a fast machine the job can end within three probes
         page.locator("#qa-upload input[type=file]").set_input_files(str(file))
-        page.locator("#qa-upload-result .qa-job-pending").wait_for(timeout=30_000)  # queued or running
+        page.locator("#qa-upload-result .qa-job-pending, #qa-upload-result .qa-upload-result").first.wait_for(
+            timeout=30_000)  # queued, running or (on a fast machine) already done
         done = page.locator("#qa-upload-result .qa-upload-result")
         deadline = time.monotonic() + 300
         while not done.is_visible():  # until its outcome shows; fail as soon as a request stalls
-            assert prober.stalled() < 2.0, f"the app stalled while ingesting the upload: {prober.times}"
+            assert prober.stalled() < STALL_S, f"the app stalled while ingesting the upload: {prober.times}"
             assert time.monotonic() < deadline, "no outcome for the upload within 300 s"
             time.sleep(0.2)
         time.sleep(1)  # and a moment after
@@ -112,7 +115,7 @@ def test_a_catastrophic_regex_upload_does_not_stall_the_app(small_app, browser, 
         prober.join(60)
         outcome = page.inner_text("#qa-upload-result")
         ui.shot("upload-redos-outcome")
-        slow = [(what, round(s, 2)) for what, s in prober.times if s >= 2.0 or " 200" not in what]
+        slow = [(what, round(s, 2)) for what, s in prober.times if s >= STALL_S or " 200" not in what]
         assert len(prober.times) >= 4, prober.times
         assert not slow, f"the app stalled while ingesting the upload: {slow} (outcome: {outcome})"
         assert "redos.md" in outcome
@@ -154,7 +157,7 @@ def test_cli_ingest_and_app_upload_at_once_both_land(small_app, browser, tmp_pat
         ui.shot("upload-waits-for-cli")
         t0 = time.monotonic()
         with urllib.request.urlopen(small_app.url + "config", timeout=30):
-            assert time.monotonic() - t0 < 2.0  # the app serves while its upload waits
+            assert time.monotonic() - t0 < STALL_S  # the app serves while its upload waits
     finally:
         run.proc.send_signal(signal.SIGCONT)
     try:

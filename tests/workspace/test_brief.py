@@ -112,6 +112,13 @@ def test_keys_name_the_quote_and_its_line():
         assert parse_key(bad) is None
 
 
+def _until(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_one_build_at_a_time_and_again_when_the_index_changes():
     state = {"token": "s1", "builds": 0}
     release = threading.Event()
@@ -127,6 +134,7 @@ def test_one_build_at_a_time_and_again_when_the_index_changes():
     briefs = Briefs(build, lambda: state["token"])
     first = briefs.ensure()
     assert first.state == BUILDING and first.brief is None
+    _until(lambda: briefs.status().step == "parsing…")  # the build thread has started
     assert briefs.ensure().state == BUILDING and state["builds"] == 1  # a second page does not start another
     release.set()
     ready = briefs.wait(10)
@@ -137,10 +145,7 @@ def test_one_build_at_a_time_and_again_when_the_index_changes():
     state["token"] = "s2"  # an upload or a deletion
     again = briefs.ensure()
     assert again.state == BUILDING and again.brief == {"built_for": "s1"} and not again.current
-    deadline = time.monotonic() + 5
-    while briefs.status().step != "parsing…":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _until(lambda: briefs.status().step == "parsing…")
     release.set()
     assert briefs.wait(10).brief == {"built_for": "s2"}
 
@@ -149,7 +154,9 @@ def test_one_build_at_a_time_and_again_when_the_index_changes():
     failed = briefs.wait(10)
     assert failed.state == FAILED and "ValueError: bug" in failed.step and failed.brief == {"built_for": "s2"}
     assert briefs.ensure().state == FAILED and state["builds"] == 3  # not retried on every poll
-    assert briefs.retry().state == BUILDING and state["builds"] == 4
+    assert briefs.retry().state == BUILDING
+    briefs.wait(10)
+    assert state["builds"] == 4
 
 
 def test_downloads_markdown_inert_json_exact(tmp_path):
