@@ -59,6 +59,9 @@ _KINDS = (
                           r"what (?:(?:is|was|are|were) the )?(?:percentage|percent|share|proportion|number|amount|"
                           r"fraction|size|population|distance|length|value|cost|price))\b", re.I)),
     ("date", re.compile(_LEAD + r"(?:when|what (?:year|date|century|decade|month|day|time|period)|"
+                        # "what is the canal's expected completion date?", "what was the year of ...?"
+                        r"what (?:is|was|are|were|will be|would be) (?:the )?(?:[\w’'-]+ ){0,6}?"
+                        r"(?:date|year|deadline|timeline|timetable|time ?frame)s?(?= of| for|\?|$)|"
                         r"(?:in|on|during) (?:what|which) (?:year|date|century|decade|month|period)|"
                         r"which (?:year|century|decade|month))\b", re.I)),
     ("person", re.compile(_LEAD + r"(?:who|whom|whose)\b", re.I)),

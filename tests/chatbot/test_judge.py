@@ -20,6 +20,9 @@ def test_what_the_question_asks_for():
     assert asks_for("How long is the railway between Termez and Mazar-i-Sharif?") == "number"
     assert asks_for("When did Tajikistan's Supreme Court lift its designation?") == "date"
     assert asks_for("In what year did the Normans conquer England?") == "date"
+    assert asks_for("What is the Qosh Tepa canal's expected completion date?") == "date"
+    assert asks_for("What was the year of the Battle of Hastings?") == "date"
+    assert asks_for("What is the year-on-year growth of trade?") is None
     assert asks_for("Who is Turkmenistan's foreign minister?") == "person"
     assert asks_for("Where is the consulate?") == "place"
     assert asks_for("Why does Afghanistan depend on Uzbekistan?") == "reason"
