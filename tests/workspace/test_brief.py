@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from html.parser import HTMLParser
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ from workspace.brief import BUILDING, FAILED, READY, BriefStatus, Briefs, brief_
 from workspace.session import Session
 from workspace.ui import render_brief
 from workspace.ui.app import WorkspaceUI
+from tests.chatbot.llm_helpers import wait_until
 from tests.workspace.conftest import XSS_TITLE, assert_inert
 
 EVIL = '<img src=x onerror="window.__xss=1">'
@@ -112,13 +112,6 @@ def test_keys_name_the_quote_and_its_line():
         assert parse_key(bad) is None
 
 
-def _until(condition, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_one_build_at_a_time_and_again_when_the_index_changes():
     state = {"token": "s1", "builds": 0}
     release = threading.Event()
@@ -134,7 +127,7 @@ def test_one_build_at_a_time_and_again_when_the_index_changes():
     briefs = Briefs(build, lambda: state["token"])
     first = briefs.ensure()
     assert first.state == BUILDING and first.brief is None
-    _until(lambda: briefs.status().step == "parsing…")  # the build thread has started
+    wait_until(lambda: briefs.status().step == "parsing…", 60, "the build thread's first step")
     assert briefs.ensure().state == BUILDING and state["builds"] == 1  # a second page does not start another
     release.set()
     ready = briefs.wait(10)
@@ -145,7 +138,7 @@ def test_one_build_at_a_time_and_again_when_the_index_changes():
     state["token"] = "s2"  # an upload or a deletion
     again = briefs.ensure()
     assert again.state == BUILDING and again.brief == {"built_for": "s1"} and not again.current
-    _until(lambda: briefs.status().step == "parsing…")
+    wait_until(lambda: briefs.status().step == "parsing…", 60, "the rebuild's first step")
     release.set()
     assert briefs.wait(10).brief == {"built_for": "s2"}
 
