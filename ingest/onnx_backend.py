@@ -188,6 +188,9 @@ def _quantize(src: Path, dst: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+BULK_RUNS = 16  # a call with this many texts or more is bulk work: its session's threads spin
+
+
 def _threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -200,7 +203,6 @@ class OnnxSentenceEncoder:
 
     def __init__(self, model_dir: str | Path, variant: str = "fp32", cache_dir: str | Path | None = None,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir)
@@ -219,30 +221,42 @@ class OnnxSentenceEncoder:
         tokenizer.enable_truncation(max_length=self.max_seq_length)
         tokenizer.no_padding()
         self.tokenizer = tokenizer
+        self._threads = threads or _threads()
+        self.session = self._new_session(spin=False)
+        self._bulk_session = None  # made on the first bulk call (ingest): see _session_for
+        self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def _new_session(self, spin: bool):
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _threads()
+        options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # Idle worker threads sleep instead of spinning: a query is a few short runs, and spinning
-        # threads fight the app's other work (and other processes) for the laptop's few cores
-        # (benchmarks/RESULTS.md, issue 10 latency).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
-        self._inputs = {i.name for i in self.session.get_inputs()}
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        return ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def _session_for(self, runs: int):
+        """Idle worker threads sleep instead of spinning for a few runs (a question): spinning threads
+        would fight the app's other work (and other processes) for the laptop's few cores. A bulk call
+        (ingest: hundreds of runs back to back) spins between a run's operators, which made int8
+        sentence encoding 1.4-1.5x faster on a 2-core AMD EPYC (benchmarks/RESULTS.md, round 10).
+        Same threads, same kernels: the vectors are bit-identical either way."""
+        if runs < BULK_RUNS:
+            return self.session
+        if self._bulk_session is None:
+            self._bulk_session = self._new_session(spin=True)
+        return self._bulk_session
 
     def get_embedding_dimension(self) -> int:
         return self.dimension
 
-    def token_states(self, ids: Sequence[int]) -> np.ndarray:
+    def token_states(self, ids: Sequence[int], session=None) -> np.ndarray:
         """Hidden states (one row per token, unpooled, unnormalised) of one unpadded sequence."""
         ids_ = np.asarray([ids], dtype=np.int64)
         feeds = {"input_ids": ids_, "attention_mask": np.ones_like(ids_), "token_type_ids": np.zeros_like(ids_)}
-        return self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0][0]
-
-    def _forward(self, ids: Sequence[int]) -> np.ndarray:
-        """Mean-pooled hidden states of one unpadded sequence."""
-        return self.token_states(ids).mean(axis=0)
+        return (session or self.session).run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0][0]
 
     def encode(self, sentences: str | Sequence[str], batch_size: int = 32, normalize_embeddings: bool = False,
                convert_to_numpy: bool = True, show_progress_bar: bool = False, **_ignored) -> np.ndarray:
@@ -253,8 +267,9 @@ class OnnxSentenceEncoder:
         single = isinstance(sentences, str)
         texts = [sentences] if single else list(sentences)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        session = self._session_for(len(texts))
         for i, encoding in enumerate(self.tokenizer.encode_batch(texts)):
-            out[i] = self._forward(encoding.ids)
+            out[i] = self.token_states(encoding.ids, session).mean(axis=0)
         if normalize_embeddings and len(texts):
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = out / np.maximum(norms, 1e-12)
@@ -262,7 +277,9 @@ class OnnxSentenceEncoder:
 
     def token_sums(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the sum of its run's token states (special tokens included, after truncation)."""
-        return np.stack([self.token_states(e.ids).sum(axis=0) for e in self.tokenizer.encode_batch(list(texts))])
+        texts = list(texts)
+        session = self._session_for(len(texts))
+        return np.stack([self.token_states(e.ids, session).sum(axis=0) for e in self.tokenizer.encode_batch(texts)])
 
     # the model has no prompts, so documents and queries are encoded alike (as in sentence-transformers)
     def encode_document(self, sentences, **kwargs) -> np.ndarray:

@@ -126,3 +126,19 @@ def test_pooling_weights_give_the_sum_of_each_texts_token_states(backend, models
     for text, unit, weight in zip(texts, units, weights):
         _, hidden = aligner._run(text)
         assert np.allclose(weight * unit, hidden.sum(axis=0), rtol=1e-4, atol=1e-3)
+
+
+def test_bulk_calls_spin_and_give_the_same_vectors(models_dir):
+    """Ingest's bulk calls run on a session whose idle threads spin (faster back-to-back runs), a
+    question's few runs on one whose threads sleep: the vectors must not depend on which."""
+    from ingest.onnx_backend import BULK_RUNS
+
+    int8 = SentenceTransformerEmbedder(backend="onnx-int8", models_dir=models_dir)
+    encoder = int8.warm_up()
+    texts = [f"{text} ({i})" for i, text in enumerate(TEXTS * BULK_RUNS)][:BULK_RUNS]
+    alone = np.stack([int8.embed_documents([text])[0] for text in texts])
+    assert encoder._bulk_session is None  # single texts never made the spinning session
+    assert np.array_equal(int8.embed_documents(texts), alone)
+    assert encoder._bulk_session is not None
+    vectors, _weights = int8.embed_pooled(texts)  # token sums, normalised: the same direction as the means
+    assert np.allclose(vectors, alone, atol=1e-6)
