@@ -258,6 +258,12 @@ class OnnxSentenceEncoder:
         feeds = {"input_ids": ids_, "attention_mask": np.ones_like(ids_), "token_type_ids": np.zeros_like(ids_)}
         return (session or self.session).run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0][0]
 
+    def _runs(self, texts: list[str]):
+        """Each text's token states, one run per text, on the session that suits the call's size."""
+        session = self._session_for(len(texts))
+        for encoding in self.tokenizer.encode_batch(texts):
+            yield self.token_states(encoding.ids, session)
+
     def encode(self, sentences: str | Sequence[str], batch_size: int = 32, normalize_embeddings: bool = False,
                convert_to_numpy: bool = True, show_progress_bar: bool = False, **_ignored) -> np.ndarray:
         """One sequence per run (``batch_size`` is accepted and ignored). On CPU that is faster than
@@ -267,9 +273,8 @@ class OnnxSentenceEncoder:
         single = isinstance(sentences, str)
         texts = [sentences] if single else list(sentences)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        session = self._session_for(len(texts))
-        for i, encoding in enumerate(self.tokenizer.encode_batch(texts)):
-            out[i] = self.token_states(encoding.ids, session).mean(axis=0)
+        for i, states in enumerate(self._runs(texts)):
+            out[i] = states.mean(axis=0)
         if normalize_embeddings and len(texts):
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = out / np.maximum(norms, 1e-12)
@@ -277,9 +282,7 @@ class OnnxSentenceEncoder:
 
     def token_sums(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the sum of its run's token states (special tokens included, after truncation)."""
-        texts = list(texts)
-        session = self._session_for(len(texts))
-        return np.stack([self.token_states(e.ids, session).sum(axis=0) for e in self.tokenizer.encode_batch(texts)])
+        return np.stack([states.sum(axis=0) for states in self._runs(list(texts))])
 
     # the model has no prompts, so documents and queries are encoded alike (as in sentence-transformers)
     def encode_document(self, sentences, **kwargs) -> np.ndarray:
