@@ -11,8 +11,14 @@ features, every set given the same total weight) is then scored only on data it 
 - leave one set out: fit on the other sets, score the held-out set (analyst, dev, xquad);
 - SQuAD 2.0: grouped folds by paragraph (all wordings about one paragraph, answerable or not,
   stay on one side), fitted on the other folds plus every other set;
-- tests/data/seed_qa.jsonl (the project's own questions) is never fitted on: it is scored by
+- tests/data/seed_qa.jsonl (the project's own questions) and tests/data/analyst_blind.jsonl (blind
+  set 1, a dev set since rules were written from its misses) are never fitted on: they are scored by
   the model fitted on everything else.
+
+It also prints which part of ``SupportPolicy.answers`` refuses each set's questions: a rule
+(``type_gap_top``, ``names_unknown``, ``names_listed_only``: refused whatever the probability) or
+the probability alone, and the univariate AUCs of the used features on the questions no rule
+refuses (what the probability has to decide).
 
 ``--write`` fits the final model on all four dev sets and writes chatbot/judge_model.json with
 the coefficients, the command, the date and these cross-set figures. Sentence vectors computed
@@ -36,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from qa_eval import CACHE, SETS, index_for  # noqa: E402
 
 FIT_SETS = ("dev", "analyst", "xquad", "squad2")
-HELD_OUT_ONLY = ("seed",)
+HELD_OUT_ONLY = ("seed", "blind")
 VECTOR_CACHE = CACHE / "sentence-vectors.pkl"
 TOKEN_CACHE = CACHE / "token-vectors.pkl"  # TokenAligner's per-text token vectors (float16)
 SQUAD2_FOLDS = 5
@@ -147,10 +153,14 @@ def auc(p: np.ndarray, y: np.ndarray) -> float | None:
                  / (len(pos) * len(neg)))
 
 
-def figures(rows: list[dict], p: np.ndarray, threshold: float) -> dict:
-    """Decision figures of SupportPolicy.answers (the probability and the number/date rule)."""
+def figures(rows: list[dict], p: np.ndarray, threshold: float, keep: bool = True) -> dict:
+    """Decision figures of SupportPolicy.answers (the probability and the number/date rule). ``keep``:
+    record each row's probability as ``r["p"]`` (for ``refusals``)."""
     from chatbot.answerer import SupportPolicy
 
+    if keep:
+        for r, pi in zip(rows, p):
+            r["p"] = float(pi)
     policy = SupportPolicy(threshold=threshold)
     y = np.asarray([r["label"] for r in rows])
     answer = np.asarray([policy.answers(float(pi), r["features"]) for pi, r in zip(p, rows)])
@@ -164,6 +174,30 @@ def figures(rows: list[dict], p: np.ndarray, threshold: float) -> dict:
         "evidence_in_quotes": float(ev[y == 1].mean()) if n_ans else None,  # whatever the decision
         "auc": auc(p, y),
     }
+
+
+def refusals(data: dict[str, list[dict]], threshold: float) -> dict:
+    """Per set: questions refused by a rule, by the probability alone (cross-set ``p``), and the
+    univariate AUCs of the used features on the questions no rule refuses."""
+    from chatbot.answerer import SupportPolicy
+
+    policy = SupportPolicy(threshold=threshold)
+    out = {}
+    for name, rows in data.items():
+        y = np.asarray([r["label"] for r in rows])
+        rule = np.asarray([not policy.answers(1.0, r["features"]) for r in rows], dtype=bool)
+        low = np.asarray([r["p"] < threshold for r in rows], dtype=bool) & ~rule
+        rest = [r for r, refused in zip(rows, rule) if not refused]
+        y_rest = np.asarray([r["label"] for r in rest])
+        out[name] = {
+            "refused_by_rule": {"unanswerable": int(rule[y == 0].sum()), "answerable": int(rule[y == 1].sum())},
+            "refused_by_probability_only": {"unanswerable": int(low[y == 0].sum()),
+                                            "answerable": int(low[y == 1].sum())},
+            "unanswerable": int((y == 0).sum()),
+            "auc_where_no_rule_refuses": {f: auc(np.asarray([r["features"][f] for r in rest]), y_rest)
+                                          for f in USED},
+        }
+    return out
 
 
 def cross_set(data: dict[str, list[dict]], threshold: float) -> dict:
@@ -191,7 +225,7 @@ def cross_set(data: dict[str, list[dict]], threshold: float) -> dict:
     out["squad2"]["protocol"] = f"{SQUAD2_FOLDS} folds grouped by paragraph ({len(groups)} paragraphs), other sets in training"
     # SQuAD 2.0 with no SQuAD 2.0 data at all in training (the hardest transfer)
     model = fit(*_arrays({k: v for k, v in data.items() if k in FIT_SETS and k != "squad2"}))
-    out["squad2_unseen"] = figures(rows, predict(model, np.asarray([r["x"] for r in rows])), threshold)
+    out["squad2_unseen"] = figures(rows, predict(model, np.asarray([r["x"] for r in rows])), threshold, keep=False)
     out["squad2_unseen"]["protocol"] = "leave-one-set-out (no SQuAD 2.0 question in training)"
     model = fit(*_arrays({k: v for k, v in data.items() if k in FIT_SETS}))
     for name in HELD_OUT_ONLY:
@@ -237,6 +271,15 @@ def main() -> int:
         for name, row in results.items():
             print(f"{name:14s} " + "  ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float))
                   + f"  ({row['protocol']})")
+    sources = refusals(data, threshold)
+    if not args.json:
+        for name, row in sources.items():
+            rule, low = row["refused_by_rule"], row["refused_by_probability_only"]
+            print(f"refused {name:8s} by a rule: {rule['unanswerable']}/{row['unanswerable']} unanswerable, "
+                  f"{rule['answerable']} answerable; by the probability alone: {low['unanswerable']} unanswerable, "
+                  f"{low['answerable']} answerable; AUC where no rule refuses: "
+                  + " ".join(f"{f}={v:.2f}" if v is not None else f"{f}=-" for f, v in
+                             row["auc_where_no_rule_refuses"].items()))
     model = fit(*_arrays({k: v for k, v in data.items() if k in FIT_SETS}))
     record = {
         "about": "Answer-or-refuse judge of chatbot/judge.py: logistic regression on standardised features. "
@@ -261,7 +304,7 @@ def main() -> int:
     if args.write:
         MODEL_FILE.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {MODEL_FILE.relative_to(ROOT)}", file=sys.stderr)
-    print(json.dumps({"cross_set": record["cross_set"], "coef": dict(zip(USED, record["model"]["coef"]))}))
+    print(json.dumps({"cross_set": record["cross_set"], "refusals": sources, "coef": dict(zip(USED, record["model"]["coef"]))}))
     return 0
 
 

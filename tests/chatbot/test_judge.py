@@ -210,3 +210,30 @@ def test_names_are_grouped_so_one_known_word_makes_a_name_known():
     assert name_groups("When did the Soviet Union invade Afghanistan in 1979?") == ["soviet union", "afghanistan",
                                                                                    "1979"]
     assert name_groups("When will the TAPI gas pipeline be finished?") == ["tapi"]
+
+
+def test_train_judge_reports_which_part_of_the_policy_refuses(monkeypatch):
+    """benchmarks/train_judge.py's ``refusals``: a rule refuses whatever the probability; the
+    probability alone refuses only where no rule does; AUCs are over the questions no rule refuses."""
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    monkeypatch.delitem(sys.modules, "train_judge", raising=False)
+    import train_judge
+
+    base = {"type_gap_top": 0.0, "names_unknown": 0.0, "names_listed_only": 0.0, "alignment": 0.5,
+            "semantic_max": 0.5, "type_gap": 0.0}
+    rows = [
+        {"label": 0, "p": 0.9, "features": {**base, "type_gap_top": 1.0}},  # rule
+        {"label": 0, "p": 0.1, "features": {**base, "names_unknown": 1.0}},  # rule, though p is low too
+        {"label": 0, "p": 0.1, "features": {**base, "alignment": 0.2}},  # probability alone
+        {"label": 1, "p": 0.2, "features": {**base, "alignment": 0.9}},  # answerable, refused by p
+        {"label": 1, "p": 0.8, "features": {**base, "alignment": 0.7}},
+    ]
+    out = train_judge.refusals({"set": rows}, threshold=0.3)["set"]
+    assert out["refused_by_rule"] == {"unanswerable": 2, "answerable": 0}
+    assert out["refused_by_probability_only"] == {"unanswerable": 1, "answerable": 1}
+    assert out["unanswerable"] == 3
+    assert out["auc_where_no_rule_refuses"]["alignment"] == 1.0  # 0.9 and 0.7 above 0.2
