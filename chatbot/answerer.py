@@ -17,6 +17,7 @@ from chatbot.extractive import (
     Candidate,
     ExtractiveConfig,
     QuestionProfile,
+    by_best_clause,
     candidates,
     score_candidates,
     select,
@@ -131,7 +132,8 @@ class ExtractiveAnswerer:
         profile = QuestionProfile.of(standalone, index)
         cands = candidates(passages)
         semantic = similarities(vector, self.sentences.of(cands))
-        ranked = score_candidates(profile, list(cands), self.config, semantic)
+        ranked = by_best_clause(score_candidates(profile, list(cands), self.config, semantic), vector,
+                                self.sentences.of_texts, self.config)
         if not ranked or not profile.terms:
             return Evidence(profile, ranked, None, 0.0)
         # (worst-matched words, mean) of the best sentence: one model run. Taking the better of the

@@ -8,7 +8,8 @@
    counts as the state), the rank of its passage, and a small bonus when the sentence
    has the kind of token the question asks for (a number for "how many", a date for "when", a
    name for "who", a stated cause for "why", reported speech for a question about an actor's
-   position).
+   position). The top few long sentences are also scored by their clause closest in meaning
+   (``by_best_clause``): a long sentence's vector blurs its clauses.
 3. The best sentence, and up to three more that score close to it, are quoted best first, each
    followed by its ``[n]`` marker (for a number or date question, only runners-up that give one).
    Each citation is the exact sentence span.
@@ -22,6 +23,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
+
+import numpy as np
 
 from chatbot.brief.gazetteer import default_gazetteer
 from chatbot.judge import DETAIL_KINDS, asks_for, names_in, reason_opening, supplies
@@ -283,6 +286,43 @@ def score_candidates(profile: QuestionProfile, cands: list[Candidate],
             + (config.type_bonus if kind is not None and c.type_match else 0.0)
         )
     return sorted(cands, key=lambda c: (-c.score, c.rank, c.start))
+
+
+# A long sentence's vector is the mean of all its clauses, so a question about one clause ("Does
+# Tajikistan still treat the Taliban as a terrorist group?" against "Rahmon has offered sanctuary to
+# Ahmad Massoud, …, and a 2006 ruling by Tajikistan's Supreme Court designating the Taliban as a
+# terrorist organisation remains in place.") finds it far from the question. The top few long
+# sentences are therefore also scored by their closest clause (benchmarks/RESULTS.md, round 11).
+CLAUSE_MIN_CHARS = 160  # sentences at least this long are split into clauses
+CLAUSE_MIN_PART = 25  # a clause shorter than this is no clause ("the region", "he said")
+CLAUSE_TOP = 6  # how many of the best-ranked sentences are split (each clause costs a model run)
+_CLAUSE_BREAK = re.compile(r";\s+|\s+[–—]\s+|—|,\s+(?=(?:and|but|while|whereas|although|which|who)\b)")
+
+
+def clauses(sentence: str) -> list[str]:
+    """The clauses of a long sentence (at semicolons, dashes and ", and / but / while / which …"),
+    or [] when it is short or does not split into two or more."""
+    if len(sentence) < CLAUSE_MIN_CHARS:
+        return []
+    parts = [p.strip() for p in _CLAUSE_BREAK.split(sentence) if len(p.strip()) >= CLAUSE_MIN_PART]
+    return parts if len(parts) > 1 else []
+
+
+def by_best_clause(ranked: list[Candidate], question_vector, vectors_of, config: ExtractiveConfig = ExtractiveConfig()
+                   ) -> list[Candidate]:
+    """Re-rank: each of the top ``CLAUSE_TOP`` sentences whose closest clause is closer to the question
+    than the whole sentence gains the difference (× ``semantic_weight``) in its score. ``vectors_of``:
+    texts -> unit vectors (``SentenceVectors.of_texts``). ``Candidate.semantic`` stays the whole
+    sentence's cosine (the judge's features)."""
+    parts = [(c, clauses(c.text)) for c in ranked[:CLAUSE_TOP]]
+    texts = list(dict.fromkeys(t for _, ps in parts for t in ps))
+    if not texts:
+        return ranked
+    cosine = dict(zip(texts, (vectors_of(texts) @ np.asarray(question_vector, dtype=np.float32)).tolist()))
+    for c, ps in parts:
+        if ps:
+            c.score += config.semantic_weight * max(0.0, max(cosine[t] for t in ps) - c.semantic)
+    return sorted(ranked, key=lambda c: (-c.score, c.rank, c.start))
 
 
 def window_text(cands: Sequence[Candidate], best: Candidate, after: bool = True) -> str:

@@ -21,7 +21,8 @@ from ingest.records import sentence_vectors_of
 
 
 class SentenceVectors:
-    """Vectors of candidate sentences: the stored ones, else computed once and cached."""
+    """Vectors of candidate sentences (the stored ones, else computed once and cached) and of other
+    texts, such as a long sentence's clauses (computed once and cached)."""
 
     def __init__(self, embedder, cache_size: int = 20_000) -> None:
         self.embedder = embedder
@@ -29,6 +30,7 @@ class SentenceVectors:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.computed = 0  # sentences that had no stored vector and were embedded here
+        self.texts_computed = 0  # other texts (clauses, ``of_texts``) embedded here
 
     def of(self, candidates: Sequence) -> np.ndarray:
         """One unit vector per candidate (``chatbot.extractive.Candidate``), in order."""
@@ -56,17 +58,40 @@ class SentenceVectors:
             else:
                 out[i] = vec
         if missing:
-            texts = list(missing)
-            vectors = self.embedder.embed_documents(texts)
-            self.computed += len(texts)
-            with self._lock:
-                for text, vec in zip(texts, vectors):
-                    for i in missing[text]:
-                        out[i] = vec
-                    self._cache[text] = vec
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+            self.computed += len(missing)
+            for text, vec in zip(missing, self._compute(list(missing))):
+                for i in missing[text]:
+                    out[i] = vec
         return out
+
+    def of_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit vector per text that is no stored sentence (a clause of one), cached."""
+        out = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(texts):
+                vec = self._cache.get(text)
+                if vec is None:
+                    missing.setdefault(text, []).append(i)
+                else:
+                    self._cache.move_to_end(text)
+                    out[i] = vec
+        if missing:
+            self.texts_computed += len(missing)
+            for text, vec in zip(missing, self._compute(list(missing))):
+                for i in missing[text]:
+                    out[i] = vec
+        return out
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` (one batch) and keep them in the cache."""
+        vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
+        with self._lock:
+            for text, vec in zip(texts, vectors):
+                self._cache[text] = vec
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return vectors
 
 
 def similarities(question_vector: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -6,13 +6,18 @@ from chatbot.extractive import (
     ExtractiveConfig,
     QuestionProfile,
     answer_type,
+    by_best_clause,
     candidates,
+    clauses,
     compared,
     question_terms,
     score_candidates,
     select,
 )
+import numpy as np
+
 from chatbot.retrieve import Passage
+from chatbot.relevance import SentenceVectors
 from ingest.chunking import chunk_text
 from ingest.lexical import LexicalIndex
 from ingest.store import StoredChunk
@@ -192,3 +197,60 @@ def test_position_questions_prefer_reported_speech():
     ranked = score_candidates(profile, candidates(passages))
     assert ranked[0].text.startswith("“Hosting") and ranked[0].type_match
     assert QuestionProfile.of("What is the capital of Kazakhstan?", _index(chunks)).kind is None
+
+
+LONG = ("Rahmon has offered sanctuary to Ahmad Massoud, the most prominent leader of armed resistance to the "
+        "Taliban, and a 2006 ruling by the Supreme Court designating the Taliban as a terrorist organisation "
+        "remains in place.")
+
+
+def test_a_long_sentence_splits_into_its_clauses_a_short_one_does_not():
+    assert clauses(LONG) == ["Rahmon has offered sanctuary to Ahmad Massoud, the most prominent leader of armed "
+                             "resistance to the Taliban",
+                             "and a 2006 ruling by the Supreme Court designating the Taliban as a terrorist "
+                             "organisation remains in place."]
+    assert clauses("The canal is 285 kilometres long, and it was started in 2022 by the Taliban.") == []  # short
+    assert clauses("x" * 200) == []  # nothing to split at
+    # a piece under CLAUSE_MIN_PART characters is dropped; one clause left is no split
+    assert clauses("A" * 150 + " – he said; " + "B" * 20) == []
+
+
+class _Axes:
+    """A fake embedder: a text's vector points along the axis of the first keyword it contains."""
+
+    dimension = 3
+    KEYS = ("terrorist", "sanctuary", "canal")
+
+    def __init__(self):
+        self.calls = []
+
+    def embed_documents(self, texts):
+        self.calls.append(list(texts))
+        out = []
+        for t in texts:
+            v = np.zeros(3, dtype=np.float32)
+            hits = [i for i, k in enumerate(self.KEYS) if k in t]
+            v[hits[0] if hits else 2] = 1.0
+            out.append(v)
+        return out
+
+
+def test_a_long_sentence_is_ranked_by_its_closest_clause_too():
+    text = "The canal is 285 kilometres long and it will take water. " + LONG
+    chunks = chunk_text("d1", text, chunk_size=1000, chunk_overlap=0)
+    passages = [Passage(StoredChunk(c, "Water"), score=1.0) for c in chunks]
+    assert [c.text for c in candidates(passages)] == ["The canal is 285 kilometres long and it will take water.", LONG]
+    ranked = score_candidates(QuestionProfile.of("Is it a terrorist group?", _index(chunks)), candidates(passages),
+                              semantic=[0.5, 0.2])  # the whole long sentence: far from the question
+    assert ranked[0].text.startswith("The canal")
+    long_score = ranked[1].score
+    embedder = _Axes()
+    vectors = SentenceVectors(embedder)
+    question = np.asarray([1.0, 0.0, 0.0], dtype=np.float32)  # the "terrorist" axis
+    reranked = by_best_clause(list(ranked), question, vectors.of_texts)
+    assert reranked[0].text == LONG and reranked[0].semantic == 0.2  # the judge still sees the sentence's cosine
+    assert abs(reranked[0].score - (long_score + 0.8)) < 1e-6  # best clause 1.0 - sentence 0.2
+    assert embedder.calls == [clauses(LONG)]  # only the long sentence is split, in one batch
+    assert vectors.texts_computed == 2 and vectors.computed == 0  # clauses are not counted as sentences
+    by_best_clause(list(ranked), question, vectors.of_texts)  # cached: no second model run
+    assert len(embedder.calls) == 1
