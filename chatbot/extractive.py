@@ -295,7 +295,7 @@ def score_candidates(profile: QuestionProfile, cands: list[Candidate],
 # sentences are therefore also scored by their closest clause (benchmarks/RESULTS.md, round 11).
 CLAUSE_MIN_CHARS = 160  # sentences at least this long are split into clauses
 CLAUSE_MIN_PART = 25  # a clause shorter than this is no clause ("the region", "he said")
-CLAUSE_TOP = 6  # how many of the best-ranked sentences are split (each clause costs a model run)
+CLAUSE_TOP = 6  # how many of the best-ranked sentences are split (their clauses are embedded per question)
 _CLAUSE_BREAK = re.compile(r";\s+|\s+[–—]\s+|—|,\s+(?=(?:and|but|while|whereas|although|which|who)\b)")
 
 

@@ -59,9 +59,7 @@ class SentenceVectors:
                 out[i] = vec
         if missing:
             self.computed += len(missing)
-            for text, vec in zip(missing, self._compute(list(missing))):
-                for i in missing[text]:
-                    out[i] = vec
+            self._fill(out, missing)
         return out
 
     def of_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -78,20 +76,19 @@ class SentenceVectors:
                     out[i] = vec
         if missing:
             self.texts_computed += len(missing)
-            for text, vec in zip(missing, self._compute(list(missing))):
-                for i in missing[text]:
-                    out[i] = vec
+            self._fill(out, missing)
         return out
 
-    def _compute(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` (one batch) and keep them in the cache."""
+    def _fill(self, out: np.ndarray, missing: dict[str, list[int]]) -> None:
+        """Embed the ``missing`` texts (one batch), write each to its rows of ``out``, cache them."""
+        texts = list(missing)
         vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
         with self._lock:
             for text, vec in zip(texts, vectors):
+                out[missing[text]] = vec
                 self._cache[text] = vec
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return vectors
 
 
 def similarities(question_vector: np.ndarray, vectors: np.ndarray) -> np.ndarray:
