@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-import numpy as np
-
 from chatbot.brief.gazetteer import default_gazetteer
 from chatbot.judge import DETAIL_KINDS, asks_for, names_in, reason_opening, supplies
+from chatbot.relevance import similarities
 from chatbot.retrieve import Passage
 from chatbot.types import Citation
 from ingest.lexical import STOPWORDS, LexicalIndex, tokenize
@@ -318,7 +317,7 @@ def by_best_clause(ranked: list[Candidate], question_vector, vectors_of, config:
     texts = list(dict.fromkeys(t for _, ps in parts for t in ps))
     if not texts:
         return ranked
-    cosine = dict(zip(texts, (vectors_of(texts) @ np.asarray(question_vector, dtype=np.float32)).tolist()))
+    cosine = dict(zip(texts, similarities(question_vector, vectors_of(texts)).tolist()))
     for c, ps in parts:
         if ps:
             c.score += config.semantic_weight * max(0.0, max(cosine[t] for t in ps) - c.semantic)
