@@ -16,7 +16,8 @@ features, every set given the same total weight) is then scored only on data it 
   the model fitted on everything else.
 
 It also prints which part of ``SupportPolicy.answers`` refuses each set's questions: a rule
-(``type_gap_top``, ``names_unknown``, ``names_listed_only``: refused whatever the probability) or
+(``type_gap_top``, ``names_unknown``, ``names_listed_only``, ``time_mismatch``: refused whatever the
+probability) or
 the probability alone, and the univariate AUCs of the used features on the questions no rule
 refuses (what the probability has to decide).
 

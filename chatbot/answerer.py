@@ -64,8 +64,9 @@ class SupportPolicy:
     (``QA_ANSWER_THRESHOLD``) the answer is ``answered``, unless the question asks for a number, a
     date (``chatbot.judge.DETAIL_KINDS``) or the holder of a role ("Who is Turkmenistan's foreign
     minister?", ``chatbot.judge.asked_role``) that none of the top sentences supplies, uses a name
-    found nowhere in the index ("the TAPI pipeline"), or whose names the top sentences give only as
-    items of a list (``chatbot.judge.listed_only``). Otherwise it is ``partial`` when
+    found nowhere in the index ("the TAPI pipeline"), whose names the top sentences give only as
+    items of a list (``chatbot.judge.listed_only``), or which dates what it asks about ("in the 10th
+    century") while the top sentences name only other times (``chatbot.judge.time_mismatch``). Otherwise it is ``partial`` when
     the best evidence is on the question's topic: its cosine to the question is at least
     ``topic_semantic`` (``QA_TOPIC_SEMANTIC``) or it and its neighbours cover at least
     ``topic_window`` of the question's IDF-weighted terms, and every name it uses is in the index;
@@ -85,10 +86,11 @@ class SupportPolicy:
 
     def answers(self, probability: float, feats: dict[str, float]) -> bool:
         """The judge's probability is high enough, an asked-for number, date or role holder is supplied, every
-        name the question uses occurs somewhere in the index, and the top sentences name them other than as
-        items of a list."""
+        name the question uses occurs somewhere in the index, the top sentences name them other than as
+        items of a list, and they are not all dated otherwise than the question dates what it asks about."""
         return (probability >= self.threshold and not feats.get("type_gap_top", 0.0)
-                and not feats.get("names_unknown", 0.0) and not feats.get("names_listed_only", 0.0))
+                and not feats.get("names_unknown", 0.0) and not feats.get("names_listed_only", 0.0)
+                and not feats.get("time_mismatch", 0.0))
 
     @cached_property
     def judge(self) -> Judge:

@@ -18,7 +18,9 @@ role whose holder it asks for ("Who is Turkmenistan's foreign minister?"), about
 names (``type_gap_top`` is 0), and every name of the question occurs in the index
 (``names_unknown`` is 0), and the top sentences name the question's names other than as items of a
 list ("… countries – Uzbekistan, Turkmenistan, Kyrgyzstan, Russia, China …" says nothing of what
-China's foreign ministry said: ``names_listed_only`` is 0); else ``partial`` when the best evidence
+China's foreign ministry said: ``names_listed_only`` is 0), and a question that dates what it asks
+about ("in the 10th century") is not answered by top sentences that name only other times
+(``time_mismatch`` is 0); else ``partial`` when the best evidence
 is on the question's topic (the sources cover it, not the detail asked); else ``none``.
 """
 from __future__ import annotations
@@ -91,6 +93,7 @@ FEATURES = (
     "alignment_mean",  # how well all its content words are matched, on average (a soft coverage)
     "type_gap_top",  # no sentence of the top SUPPLY_TOP supplies the asked-for kind (or role holder)
     "names_listed_only",  # the top SUPPLY_TOP sentences name the question's names only as items of lists
+    "time_mismatch",  # the question dates what it asks about; the top SUPPLY_TOP sentences name only other times
 )
 SUPPLY_TOP = 2  # type_gap_top: the top sentences, any of which may supply the asked-for kind
 # Kinds of answer whose absence a sentence shows reliably (a figure, a date). A question asking for
@@ -268,6 +271,48 @@ def supplies(kind: str | None, sentence: str, question: str) -> bool:
     return any(w not in asked for w in found if w not in STOPWORDS and w not in _QUESTION_WORDS)
 
 
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+             "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth twenty-first").split()
+_CENTURY = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)(?:(?:,| and| or| to|-)\s*(?:the )?(\d{{1,2}})(?:st|nd|rd|th))?"
+                      rf"\s+centur|\b({'|'.join(_ORDINALS)})\s+centur", re.I)
+# a year (600-2099 with "s": "the 1060s", "the 900s"; else 1000-2099), not part of a larger figure ("1,160,000")
+_YEAR = re.compile(r"(?<![\d,.$£€])\b(?:(1\d{3}|20\d{2})|([6-9]\d{2}(?=’?'?s\b)))’?'?(s)?\b(?![,.]\d)")
+# "in 1107", "during the 10th century": when what the question asks about happened. Not a bound ("after
+# 1066") nor a name ("the 2010 drought", "the 2021 takeover"): the answer may be dated otherwise.
+_AT_TIME = re.compile(r"\b(?:in|during|around|circa|throughout)\s+(?:the\s+)?(?:(?:early|late|mid)-?\s*)?", re.I)
+
+
+def times(text: str) -> list[tuple[int, int]]:
+    """The years a text names, in order, as (first, last) year: "1072" (1072, 1072), "the 1060s" (1060,
+    1069), "the 10th century" (900, 1000), "the 10th and 11th centuries" (900, 1100)."""
+    found = []
+    for m in _CENTURY.finditer(text):
+        first = int(m.group(1)) if m.group(1) else _ORDINALS.index(m.group(3).lower()) + 1
+        last = int(m.group(2)) if m.group(2) else first
+        found.append((m.start(), ((first - 1) * 100, last * 100)))
+    for m in _YEAR.finditer(text):
+        year = int(m.group(1) or m.group(2))
+        found.append((m.start(), (year, year + (99 if year % 100 == 0 else 9)) if m.group(3) else (year, year)))
+    return [span for _, span in sorted(found)]
+
+
+def asked_times(question: str) -> list[tuple[int, int]]:
+    """The times the question says what it asks about happened in ("in the 10th century", ``_AT_TIME``)."""
+    return [span for m in _AT_TIME.finditer(question) for span in times(question[m.end():])[:1]
+            if re.match(r"\d|[a-z]+(?:st|nd|rd|th|-first)\s+centur", question[m.end():], re.I)]
+
+
+def time_mismatch(question: str, text: str) -> bool:
+    """The question dates what it asks about ("Who invaded Scotland in the 10th century?") and ``text``
+    names only other times ("William invaded Scotland in 1072"): evidence about another occasion.
+    False when either names no such time."""
+    asked = asked_times(question)
+    if not asked:
+        return False
+    found = times(text)
+    return bool(found) and not any(a <= d and c <= b for a, b in asked for c, d in found)
+
+
 def _present(name: str, text_lower: str, stems: set[str]) -> bool:
     if name in text_lower:
         return True
@@ -366,6 +411,7 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
             and names_in(named, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
         "names_listed_only": float(listed_only(named, [c.text for c in ranked[:SUPPLY_TOP]],
                                                pairs=kind == "reason" or profile.kind == "position")),
+        "time_mismatch": float(all(time_mismatch(question, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
     }
 
 

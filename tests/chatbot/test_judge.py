@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asks_for, features, listed_only, question_names,
-                           role_supplied, supplies)
+from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asked_times, asks_for, features, listed_only,
+                           question_names, role_supplied, supplies, time_mismatch, times)
 from chatbot.answerer import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
 from chatbot.settings import AnswerSettings
@@ -139,6 +139,7 @@ def test_support_levels_and_settings():
     assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "type_gap_top": 1.0}) == PARTIAL
     assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "names_unknown": 1.0}) == NONE
     assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "names_listed_only": 1.0}) == PARTIAL
+    assert policy.level(0.9, {"semantic": 0.9, "window": 0.9, "time_mismatch": 1.0}) == PARTIAL
     answer = AnswerSettings.from_env({"QA_ANSWER_THRESHOLD": "0.7", "QA_TOPIC_SEMANTIC": "0.3"})
     assert SupportPolicy(**answer.policy_values()).threshold == 0.7
     assert SupportPolicy(**answer.policy_values()).topic_semantic == 0.3
@@ -237,3 +238,34 @@ def test_train_judge_reports_which_part_of_the_policy_refuses(monkeypatch):
     assert out["refused_by_probability_only"] == {"unanswerable": 1, "answerable": 1}
     assert out["unanswerable"] == 3
     assert out["auc_where_no_rule_refuses"]["alignment"] == 1.0  # 0.9 and 0.7 above 0.2
+
+
+def test_times_are_read_as_spans_of_years_in_text_order():
+    assert times("In 1072, in the 1060s and in the 10th century") == [(1072, 1072), (1060, 1069), (900, 1000)]
+    assert times("the 10th and 11th centuries; the eleventh century; the 900s; the 1000's") == [
+        (900, 1100), (1000, 1100), (900, 999), (1000, 1099)]
+    assert times("1,160,000 square miles for $1500 and 2.5 million") == []
+
+
+def test_only_a_time_that_dates_what_is_asked_counts():
+    assert asked_times("Who invaded Scotland in the 10th century?") == [(900, 1000)]
+    assert asked_times("What happened in 1107 during the 12th century?") == [(1107, 1107), (1100, 1200)]
+    assert asked_times("How did trade change after the 2021 takeover?") == []  # a bound, a name
+    assert asked_times("Which club won the 2022 Afghan league?") == []
+    assert asked_times("Who lives in the city in Normandy?") == []
+
+
+def test_evidence_dated_otherwise_is_another_occasion():
+    q = "Who invaded Scotland in the 10th century?"
+    assert time_mismatch(q, "William invaded Scotland in 1072, riding as far as Abernethy.")
+    assert not time_mismatch(q, "Scotland was invaded in 934 and again in the 10th century's last years.")
+    assert not time_mismatch(q, "William invaded Scotland, riding as far as Abernethy.")  # no time: can't tell
+    assert not time_mismatch("Who invaded Scotland after 1000?", "William invaded Scotland in 1072.")
+    one, other = _Cand("William invaded Scotland in 1072.", 1.0), _Cand("In 950 the Scots were invaded.", 0.9)
+
+    def mismatch(ranked):
+        return features(q, _Profile(), ranked, lambda c, after=True: "Title\n" + c.text, _Index(),
+                        (0.5, 0.5))["time_mismatch"]
+
+    assert mismatch([one]) == 1.0
+    assert mismatch([one, other]) == 0.0  # a top sentence dated as asked
