@@ -302,15 +302,12 @@ def asked_times(question: str) -> list[tuple[int, int]]:
             if re.match(r"\d|[a-z]+(?:st|nd|rd|th|-first)\s+centur", question[m.end():], re.I)]
 
 
-def time_mismatch(question: str, text: str) -> bool:
-    """The question dates what it asks about ("Who invaded Scotland in the 10th century?") and ``text``
-    names only other times ("William invaded Scotland in 1072"): evidence about another occasion.
-    False when either names no such time."""
-    asked = asked_times(question)
-    if not asked:
-        return False
+def time_mismatch(asked: Sequence[tuple[int, int]], text: str) -> bool:
+    """The question dates what it asks about (``asked``: ``asked_times``; "Who invaded Scotland in the
+    10th century?") and ``text`` names only other times ("William invaded Scotland in 1072"): evidence
+    about another occasion. False when either names no time."""
     found = times(text)
-    return bool(found) and not any(a <= d and c <= b for a, b in asked for c, d in found)
+    return bool(asked and found) and not any(a <= d and c <= b for a, b in asked for c, d in found)
 
 
 def _present(name: str, text_lower: str, stems: set[str]) -> bool:
@@ -391,6 +388,7 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
     q_neg = bool(_NEGATION.search(question))
     s_neg = bool(_NEGATION.search(best.text))
     second = ranked[1].score if len(ranked) > 1 else 0.0
+    asked = asked_times(question)
     return {
         "coverage": best.coverage,
         "window": min(1.0, (total - sum(missing)) / total),
@@ -411,7 +409,8 @@ def features(question: str, profile, ranked: Sequence, window_of: Callable[[Any]
             and names_in(named, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
         "names_listed_only": float(listed_only(named, [c.text for c in ranked[:SUPPLY_TOP]],
                                                pairs=kind == "reason" or profile.kind == "position")),
-        "time_mismatch": float(all(time_mismatch(question, window_of(c, after=False)) for c in ranked[:SUPPLY_TOP])),
+        "time_mismatch": float(bool(asked) and all(time_mismatch(asked, window_of(c, after=False))
+                                                   for c in ranked[:SUPPLY_TOP])),
     }
 
 
