@@ -66,8 +66,8 @@ class SupportPolicy:
     minister?", ``chatbot.judge.asked_role``) that none of the top sentences supplies, uses a name
     found nowhere in the index ("the TAPI pipeline"), whose names the top sentences give only as
     items of a list (``chatbot.judge.listed_only``), or which dates what it asks about ("in the 10th
-    century") while the top sentences name only other times (``chatbot.judge.time_mismatch``). Otherwise it is ``partial`` when
-    the best evidence is on the question's topic: its cosine to the question is at least
+    century") while the top sentences name only other times (``chatbot.judge.time_mismatch``).
+    Otherwise it is ``partial`` when the best evidence is on the question's topic: its cosine to the question is at least
     ``topic_semantic`` (``QA_TOPIC_SEMANTIC``) or it and its neighbours cover at least
     ``topic_window`` of the question's IDF-weighted terms, and every name it uses is in the index;
     otherwise ``none``.

@@ -41,10 +41,10 @@ _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve
                  "fifty|sixty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens")
 _NUMBER = re.compile(rf"\d+(?:[.,]\d+)*|\b(?:{_NUMBER_WORDS})\b", re.I)
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+             "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth twenty-first").split()
 _DATE = re.compile(rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b(?:{_MONTHS})\b|\b\d+(?:st|nd|rd|th)\s+centur|"
-                   rf"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
-                   rf"thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth)\s+"
-                   rf"centur|\b(?:century|decade|years? ago)\b", re.I)
+                   rf"\b(?:{'|'.join(_ORDINALS)})\s+centur|\b(?:century|decade|years? ago)\b", re.I)
 _CAPITAL = re.compile(r"\b[A-Z][\w’'-]*")
 _NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|without|n't|cannot|fail(?:ed|s)?|lack(?:ed|s)?)\b|n’t\b",
                        re.I)
@@ -271,8 +271,6 @@ def supplies(kind: str | None, sentence: str, question: str) -> bool:
     return any(w not in asked for w in found if w not in STOPWORDS and w not in _QUESTION_WORDS)
 
 
-_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
-             "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth twenty-first").split()
 _CENTURY = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)(?:(?:,| and| or| to|-)\s*(?:the )?(\d{{1,2}})(?:st|nd|rd|th))?"
                       rf"\s+centur|\b({'|'.join(_ORDINALS)})\s+centur", re.I)
 # a year (600-2099 with "s": "the 1060s", "the 900s"; else 1000-2099), not part of a larger figure ("1,160,000")
