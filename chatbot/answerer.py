@@ -25,7 +25,7 @@ from chatbot.extractive import (
     to_citation,
     window_text,
 )
-from chatbot.judge import MODEL_FILE, Judge, asks_for, features
+from chatbot.judge import MODEL_FILE, Judge, asks_for, features, missing
 from chatbot.relevance import SentenceVectors, TokenAligner, similarities
 from chatbot.retrieve import HybridRetriever, Passage
 from chatbot.types import NOT_IN_SOURCES, Answer, Claim, QAError
@@ -67,10 +67,10 @@ class SupportPolicy:
     found nowhere in the index ("the TAPI pipeline"), whose names the top sentences give only as
     items of a list (``chatbot.judge.listed_only``), or which dates what it asks about ("in the 10th
     century") while the top sentences name only other times (``chatbot.judge.time_mismatch``).
-    Otherwise it is ``partial`` when the best evidence is on the question's topic: its cosine to the question is at least
-    ``topic_semantic`` (``QA_TOPIC_SEMANTIC``) or it and its neighbours cover at least
-    ``topic_window`` of the question's IDF-weighted terms, and every name it uses is in the index;
-    otherwise ``none``.
+    Otherwise it is ``partial`` when the best evidence is on the question's topic: its cosine to the
+    question is at least ``topic_semantic`` (``QA_TOPIC_SEMANTIC``) or it and its neighbours cover
+    at least ``topic_window`` of the question's IDF-weighted terms, and every name it uses is in the
+    index; otherwise ``none``. A partial answer's lead says what is missing (``chatbot.judge.missing``).
     """
 
     threshold: float = 0.3
@@ -179,7 +179,7 @@ class ExtractiveAnswerer:
         quoted = ("\n" if per_actor and len(citations) > 1 else " ").join(f"{c.quote} [{c.n}]" for c in citations)
         claims = [Claim(c.quote, (c.n,), c.support, True) for c in citations]
         if level == PARTIAL:
-            lead = f"{NOT_IN_SOURCES} exactly that. What they say:"
+            lead = f"{NOT_IN_SOURCES} {missing(standalone, found.features or {})}. What they say:"
             return Answer(question=question, text=f"{lead} {quoted}", supported=False, citations=citations,
                           claims=claims, standalone_question=standalone, confidence=p, support_level=PARTIAL,
                           lead=lead)

@@ -14,7 +14,7 @@
    followed by its ``[n]`` marker (for a number or date question, only runners-up that give one).
    Each citation is the exact sentence span.
 4. Whether that answers the question is the judge's call (``chatbot.judge``, ``SupportPolicy`` in
-   chatbot.answerer): answered, partial ("The sources don't say exactly that. What they say: …"),
+   chatbot.answerer): answered, partial ("The sources don't say how long. What they say: …"),
    or "The sources don't say …" with the closest sentences as nearest evidence.
 """
 from __future__ import annotations

@@ -308,6 +308,37 @@ def time_mismatch(asked: Sequence[tuple[int, int]], text: str) -> bool:
     return bool(asked and found) and not any(a <= d and c <= b for a, b in asked for c, d in found)
 
 
+
+_HOW = re.compile(_LEAD + r"(how (?:many|much|long|old|far|large|big|tall|high|wide|deep|often|fast))\b", re.I)
+
+
+def missing(question: str, feats: dict[str, float]) -> str:
+    """What a partial answer's lead says the sources do not say, from the rule that withheld the
+    answer: "how long", "when", "the canal's annual volume", "who that is", "that in the 10th century;
+    they give other dates"; else "exactly that" (issue 10: "The sources don't give the canal's
+    annual volume. What they say: …")."""
+    q = " ".join(question.strip().rstrip("?").split())
+    if feats.get("type_gap_top"):
+        if asked_role(q):
+            return "who that is"
+        if how := _HOW.match(q):
+            return how.group(1).lower()
+        if asks_for(q) == "date":
+            return "when"
+        if quantity := _QUANTITY.match(q):
+            words, noun, of = quantity.groups()
+            owner = words.split()[0].endswith(("’s", "'s")) if words else False
+            return ("" if owner else "the ") + f"{words}{noun}" + (f" of {of.strip()}" if of else "")
+        return "the figure asked for"
+    if feats.get("time_mismatch"):
+        for m in _AT_TIME.finditer(q):
+            when = re.match(r"(?:\d[\w’'-]*|[a-z]+(?:st|nd|rd|th|-first))(?:\s+centur(?:y|ies))?", q[m.end():], re.I)
+            if when and times(when.group()):
+                return f"that {q[m.start():m.end() + when.end()]}; they give other dates"
+    if feats.get("names_listed_only"):
+        return "that: they name it only in a list"
+    return "exactly that"
+
 def _present(name: str, text_lower: str, stems: set[str]) -> bool:
     if name in text_lower:
         return True

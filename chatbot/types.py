@@ -135,7 +135,7 @@ class Answer:
     # Empty: derived from ``supported`` (answered / none), for answerers that only decide that.
     support_level: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
-    lead: str = ""  # what ``text`` says before its claims ("The sources don't say exactly that. What they say:")
+    lead: str = ""  # what ``text`` says before its claims ("The sources don't say how long. What they say:")
     # figures the cited sentences give differently ("The sources differ: …"); shown beside ``text``
     conflicts: list[SourceConflict] = field(default_factory=list)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from chatbot.judge import (FEATURES, MODEL_FILE, Judge, asked_role, asked_times, asks_for, features, listed_only,
-                           question_names, role_supplied, supplies, time_mismatch, times)
+                           missing, question_names, role_supplied, supplies, time_mismatch, times)
 from chatbot.answerer import ANSWERED, NONE, PARTIAL, SupportPolicy
 from chatbot.types import Answer, QAError
 from chatbot.settings import AnswerSettings
@@ -262,7 +262,8 @@ def test_evidence_dated_otherwise_is_another_occasion():
     assert not time_mismatch(asked, "Scotland was invaded in 934 and again in the 10th century's last years.")
     assert not time_mismatch(asked, "William invaded Scotland, riding as far as Abernethy.")  # no time: can't tell
     assert not time_mismatch(asked_times("Who invaded Scotland after 1000?"), "William invaded Scotland in 1072.")
-    one, other = _Cand("William invaded Scotland in 1072.", 1.0), _Cand("In the 10th century the Scots were invaded.", 0.9)
+    one = _Cand("William invaded Scotland in 1072.", 1.0)
+    other = _Cand("In the 10th century the Scots were invaded.", 0.9)
 
     def mismatch(ranked):
         return features(q, _Profile(), ranked, lambda c, after=True: "Title\n" + c.text, _Index(),
@@ -270,3 +271,18 @@ def test_evidence_dated_otherwise_is_another_occasion():
 
     assert mismatch([one]) == 1.0
     assert mismatch([one, other]) == 0.0  # a top sentence dated as asked
+
+
+def test_a_partial_answer_says_what_is_missing():
+    gap = {"type_gap_top": 1.0}
+    assert missing("How long is the railway between Termez and Mazar-i-Sharif?", gap) == "how long"
+    assert missing("When will the Qosh Tepa canal be completed?", gap) == "when"
+    assert missing("What is the Qosh Tepa canal's annual volume?", gap) == "the Qosh Tepa canal's annual volume"
+    trade = "What is Kyrgyzstan's annual trade volume with Afghanistan?"
+    assert missing(trade, gap) == "Kyrgyzstan's annual trade volume"
+    assert missing("Who is Turkmenistan's foreign minister?", gap) == "who that is"
+    assert missing("What share of the world's opium comes from Afghanistan?", gap) == "the figure asked for"
+    assert missing("Who invaded Scotland in the 10th century?", {"time_mismatch": 1.0}) == (
+        "that in the 10th century; they give other dates")
+    assert missing("What did China's foreign ministry say?", {"names_listed_only": 1.0}).startswith("that: ")
+    assert missing("What came out of the talks?", {}) == "exactly that"  # the probability alone
