@@ -119,6 +119,7 @@ def test_near_miss_question_is_partial_with_what_the_sources_say(ui):
     cls = answer.get_attribute("class")
     assert "qa-partial" in cls and "qa-refused" not in cls and "qa-supported" not in cls
     assert "Partly answered" in answer.inner_text() and "What they say" in answer.inner_text()
+    assert "The sources don't say how long." in answer.inner_text()  # what is missing
     assert answer.locator("button.qa-cite").count() >= 1
     assert "Termez" in ui.page.locator("#qa-evidence .qa-ev-item").first.inner_text()
     assert "not the detail asked" in ui.page.locator("#qa-evidence .qa-ev-head").inner_text()
