@@ -294,10 +294,26 @@ def times(text: str) -> list[tuple[int, int]]:
     return [span for _, span in sorted(found)]
 
 
+# the time right after _AT_TIME: "1107", "1060s", "10th century", "10th and 11th centuries", "eleventh century"
+_TIME_AFTER = re.compile(r"(?:\d[\w’'-]*|[a-z]+(?:st|nd|rd|th|-first))(?:(?:,| and| or| to|-)\s*(?:the )?"
+                         r"\d{1,2}(?:st|nd|rd|th))?(?:\s+centur(?:y|ies))?", re.I)
+
+
+def _dated(question: str) -> list[tuple[str, tuple[int, int]]]:
+    """(words, span of years) of each time that dates what the question asks about ("in the 10th
+    century", ``_AT_TIME``)."""
+    out = []
+    for m in _AT_TIME.finditer(question):
+        when = _TIME_AFTER.match(question, m.end())
+        spans = times(when.group()) if when else []
+        if spans:
+            out.append((question[m.start():when.end()], spans[0]))
+    return out
+
+
 def asked_times(question: str) -> list[tuple[int, int]]:
-    """The times the question says what it asks about happened in ("in the 10th century", ``_AT_TIME``)."""
-    return [span for m in _AT_TIME.finditer(question) for span in times(question[m.end():])[:1]
-            if re.match(r"\d|[a-z]+(?:st|nd|rd|th|-first)\s+centur", question[m.end():], re.I)]
+    """The times the question says what it asks about happened in ("in the 10th century")."""
+    return [span for _, span in _dated(question)]
 
 
 def time_mismatch(asked: Sequence[tuple[int, int]], text: str) -> bool:
@@ -306,7 +322,6 @@ def time_mismatch(asked: Sequence[tuple[int, int]], text: str) -> bool:
     about another occasion. False when either names no time."""
     found = times(text)
     return bool(asked and found) and not any(a <= d and c <= b for a, b in asked for c, d in found)
-
 
 
 _HOW = re.compile(_LEAD + r"(how (?:many|much|long|old|far|large|big|tall|high|wide|deep|often|fast))\b", re.I)
@@ -330,14 +345,12 @@ def missing(question: str, feats: dict[str, float]) -> str:
             owner = words.split()[0].endswith(("’s", "'s")) if words else False
             return ("" if owner else "the ") + f"{words}{noun}" + (f" of {of.strip()}" if of else "")
         return "the figure asked for"
-    if feats.get("time_mismatch"):
-        for m in _AT_TIME.finditer(q):
-            when = re.match(r"(?:\d[\w’'-]*|[a-z]+(?:st|nd|rd|th|-first))(?:\s+centur(?:y|ies))?", q[m.end():], re.I)
-            if when and times(when.group()):
-                return f"that {q[m.start():m.end() + when.end()]}; they give other dates"
+    if feats.get("time_mismatch") and (dated := _dated(q)):
+        return f"that {dated[0][0]}; they give other dates"
     if feats.get("names_listed_only"):
         return "that: they name it only in a list"
     return "exactly that"
+
 
 def _present(name: str, text_lower: str, stems: set[str]) -> bool:
     if name in text_lower:

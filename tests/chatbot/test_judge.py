@@ -253,6 +253,8 @@ def test_only_a_time_that_dates_what_is_asked_counts():
     assert asked_times("How did trade change after the 2021 takeover?") == []  # a bound, a name
     assert asked_times("Which club won the 2022 Afghan league?") == []
     assert asked_times("Who lives in the city in Normandy?") == []
+    assert asked_times("Who ruled Sicily in the 11th and 12th centuries?") == [(1000, 1200)]
+    assert asked_times("What will happen in 5 years, by 2030?") == []  # "5" is no time
 
 
 def test_evidence_dated_otherwise_is_another_occasion():
