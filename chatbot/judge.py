@@ -55,9 +55,10 @@ _QUESTION_WORDS = frozenset("what which who whom whose when where why how is are
 _LEAD = r"^(?:(?:and|so|but|in|on|at|by|from|for|during|to|of|since|until|after|before)\s+)?"
 _QUANTITY_NOUNS = (r"volume|value|number|amount|size|cost|price|population|length|distance|rate|total|budget|height|"
                    r"weight|area|capacity|speed|gdp|revenue|income|salary|wages?|output|production|turnover")
+_HOW_MUCH = r"how (?:many|much|long|old|far|large|big|tall|high|wide|deep|often|fast)"  # asks for a figure
 _KINDS = (
     ("number", re.compile(_LEAD + rf"(?:what (?:is|was|are|were) (?:the )?(?:[\w’'-]+ ){{0,4}}?(?:{_QUANTITY_NOUNS})\b|"
-                          r"how (?:many|much|long|old|far|large|big|tall|high|wide|deep|often|fast)|"
+                          rf"{_HOW_MUCH}|"
                           r"what (?:(?:is|was|are|were) the )?(?:percentage|percent|share|proportion|number|amount|"
                           r"fraction|size|population|distance|length|value|cost|price))\b", re.I)),
     ("date", re.compile(_LEAD + r"(?:when|what (?:year|date|century|decade|month|day|time|period)|"
@@ -324,7 +325,7 @@ def time_mismatch(asked: Sequence[tuple[int, int]], text: str) -> bool:
     return bool(asked and found) and not any(a <= d and c <= b for a, b in asked for c, d in found)
 
 
-_HOW = re.compile(_LEAD + r"(how (?:many|much|long|old|far|large|big|tall|high|wide|deep|often|fast))\b", re.I)
+_HOW = re.compile(_LEAD + rf"({_HOW_MUCH})\b", re.I)
 
 
 def missing(question: str, feats: dict[str, float]) -> str:
